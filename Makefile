@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make run` (the main job) and `make test` (the suite). Both idempotent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/data/fashion_mnist)
+ifneq ($(wildcard $(SHARED_DATA)/train-images-idx3-ubyte.gz),)
+export LRLAB_DATA ?= $(SHARED_DATA)
+endif
+export MPLBACKEND ?= Agg
+
+.PHONY: run test lint format clean bench
+
+$(BIN)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/lrlab fit
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check lrlab tests benchmarks
+	$(BIN)/ruff format --check lrlab tests benchmarks
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check lrlab tests benchmarks
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format lrlab tests benchmarks
+	$(BIN)/ruff check --fix lrlab tests benchmarks
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/optim_step.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

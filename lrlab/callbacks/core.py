@@ -1,0 +1,150 @@
+"""The callbacks almost every fit wants: the training step, the device, metrics, progress."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from lrlab.learner import Callback, CancelFitException, Learner
+
+
+class TrainCB(Callback):
+    """The standard training step as a callback: subclass it to change one part (n_inp inputs per batch)."""
+
+    def __init__(self, n_inp: int = 1) -> None:
+        self.n_inp = n_inp
+
+    def predict(self, learn: Learner) -> None:
+        learn.preds = learn.model(*learn.batch[: self.n_inp])
+
+    def get_loss(self, learn: Learner) -> None:
+        learn.loss = learn.loss_func(learn.preds, *learn.batch[self.n_inp :])
+
+    def backward(self, learn: Learner) -> None:
+        learn.loss.backward()
+
+    def step(self, learn: Learner) -> None:
+        learn.opt.step()
+
+    def zero_grad(self, learn: Learner) -> None:
+        learn.opt.zero_grad()
+
+
+def default_device() -> torch.device:
+    """CUDA when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class DeviceCB(Callback):
+    """Puts the model, then each batch, on one device."""
+
+    order = -10
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+
+    def before_fit(self, learn: Learner) -> None:
+        learn.model.to(self.device)
+
+    def before_batch(self, learn: Learner) -> None:
+        learn.batch = tuple(t.to(self.device, non_blocking=True) for t in learn.batch)
+
+
+class SingleBatchCB(Callback):
+    """Run one batch, then cancel the fit: the quickest way to get a live optimizer (the lesson's trick)."""
+
+    order = 1
+
+    def after_batch(self, learn: Learner) -> None:
+        raise CancelFitException()
+
+
+class MetricsCB(Callback):
+    """Mean loss and accuracy per epoch (weighted by batch size) for train and valid, kept as history."""
+
+    order = -5
+
+    def __init__(self, log: Callable[[dict], None] | None = None, accuracy: bool = True) -> None:
+        self.log, self.accuracy = log, accuracy
+        self.history: list[dict] = []
+
+    def before_fit(self, learn: Learner) -> None:
+        self.history = []
+
+    def before_epoch(self, learn: Learner) -> None:
+        self.loss_sum = self.correct = None
+        self.count = 0
+        if learn.training:
+            self.start = time.perf_counter()
+            self.row = {"epoch": learn.epoch}
+
+    def after_loss(self, learn: Learner) -> None:
+        n = len(learn.batch[1])
+        loss = learn.loss.detach() * n
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        if self.accuracy:
+            hits = (learn.preds.detach().argmax(dim=1) == learn.batch[1]).sum()
+            self.correct = hits if self.correct is None else self.correct + hits
+        self.count += n
+
+    def after_epoch(self, learn: Learner) -> None:
+        if not hasattr(self, "row"):
+            self.row = {"epoch": learn.epoch}
+            self.start = time.perf_counter()
+        phase = "train" if learn.training else "valid"
+        if self.count:
+            self.row[f"{phase}_loss"] = float(self.loss_sum) / self.count
+            if self.accuracy:
+                self.row[f"{phase}_acc"] = float(self.correct) / self.count
+        if not learn.training or not learn.do_valid:
+            self.row["seconds"] = time.perf_counter() - self.start
+            self.history.append(self.row)
+            if self.log is not None:
+                self.log(self.row)
+            del self.row
+
+
+class ProgressCB(Callback):
+    """A live progress bar (rich) with the running loss, in a terminal or a notebook."""
+
+    order = 20
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.every = every
+
+    def before_fit(self, learn: Learner) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[loss]}"),
+            auto_refresh=False,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = None
+
+    def before_epoch(self, learn: Learner) -> None:
+        phase = "train" if learn.training else "valid"
+        desc = f"epoch {learn.epoch + 1}/{learn.n_epochs} {phase}"
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(desc, total=len(learn.dl), loss="")
+        self.last = 0.0
+
+    def after_batch(self, learn: Learner) -> None:
+        self.progress.advance(self.task)
+        now = time.perf_counter()
+        if now - self.last > self.every:
+            self.last = now
+            if hasattr(learn, "loss"):
+                self.progress.update(self.task, loss=f"loss {float(learn.loss):.4f}")
+            self.progress.refresh()
+
+    def cleanup_fit(self, learn: Learner) -> None:
+        self.progress.stop()

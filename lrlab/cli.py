@@ -1,0 +1,182 @@
+"""The `lrlab` command: the one door that knows every part."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROW = "{epoch:>5}  {train_loss:>10}  {valid_loss:>10}  {valid_acc:>9}  {seconds:>7}"
+
+
+def _fmt(row: dict) -> str:
+    def num(key: str, spec: str) -> str:
+        return format(row[key], spec) if key in row else "-"
+
+    return ROW.format(
+        epoch=row["epoch"] + 1,
+        train_loss=num("train_loss", ".4f"),
+        valid_loss=num("valid_loss", ".4f"),
+        valid_acc=num("valid_acc", ".4f"),
+        seconds=num("seconds", ".1f"),
+    )
+
+
+def _key_values(pairs: Sequence[str]) -> dict:
+    """Parse K=V options, reading numbers and booleans as such."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value.replace("True", "true").replace("False", "false"))
+        except json.JSONDecodeError:
+            out[key] = value
+        if isinstance(out[key], list):
+            out[key] = tuple(out[key])
+    return out
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import torch
+
+    from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB
+    from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
+    from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB, sched_func
+    from lrlab.data import get_dls
+    from lrlab.learner import Learner
+    from lrlab.models import lesson_cnn, n_params
+    from lrlab.optim import get_opt_func
+    from lrlab.plots import plot_losses
+
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    opt_kwargs = {"eps": 1e-5} if args.opt in ("adam", "rmsprop") else {}
+    opt_kwargs.update(_key_values(args.opt_arg))
+    if args.compile:
+        opt_kwargs["compile"] = True
+    opt_func = get_opt_func(args.opt, **opt_kwargs)
+    make_sched, natural_step = sched_func(args.sched, args.lr, **_key_values(args.sched_arg))
+    dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
+    model = lesson_cnn()
+
+    print(f"lesson CNN ({n_params(model):,} parameters), {args.opt}, lr {args.lr:g}, schedule {args.sched}, "
+          f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images")
+    print(ROW.format(epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc",
+                     seconds="seconds"))
+    metrics = MetricsCB(log=lambda row: print(_fmt(row), flush=True))
+    recorder = RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value)
+    cbs = [DeviceCB(args.device), metrics, recorder]
+    if make_sched is not None:
+        step = args.sched_step or natural_step
+        cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
+    if args.progress and sys.stderr.isatty():
+        cbs.append(ProgressCB())
+    learn = Learner(model, dls, lr=args.lr, cbs=cbs, opt_func=opt_func)
+    start = time.perf_counter()
+    learn.fit(args.epochs)
+    wall = time.perf_counter() - start
+
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / time.strftime(
+        f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}"
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = metrics.history[-1]
+    summary = {
+        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "history": metrics.history,
+        "test_accuracy": final.get("valid_acc"),
+        "test_loss": final.get("valid_loss"),
+        "wall_seconds": wall,
+        "torch": torch.__version__,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    plot_losses(metrics.history, recorder.recs["loss"], run_dir / "loss.png")
+    recorder.plot(run_dir / "schedule.png", keys=["lr", "mom"])
+    print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
+    print(f"wrote {run_dir}/metrics.json, loss.png, schedule.png")
+    return 0
+
+
+def cmd_optimizers(args: argparse.Namespace) -> int:
+    import inspect
+
+    from lrlab.optim import OPTIMIZERS
+
+    for name, cls in OPTIMIZERS.items():
+        params = inspect.signature(cls).parameters
+        hypers = ", ".join(
+            f"{k}={v.default!r}" for k, v in params.items() if k not in ("params", "impl", "compile")
+        )
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<9} {cls.__name__}({hypers})\n          {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train the lesson CNN on Fashion-MNIST and write a run folder")
+    fit.add_argument("--epochs", type=positive_int, default=5)
+    fit.add_argument("--bs", "--batch-size", dest="bs", type=positive_int, default=256)
+    fit.add_argument("--lr", type=positive_float, default=6e-2, help="learning rate (the peak for one-cycle)")
+    fit.add_argument("--opt", default="adam", choices=["adam", "sgd", "momentum", "rmsprop"])
+    fit.add_argument("--opt-arg", action="append", default=[], metavar="K=V", help="extra optimizer keyword")
+    fit.add_argument("--sched", default="onecycle", help="onecycle | cosine | constant | plateau | any lr_scheduler")
+    fit.add_argument("--sched-arg", action="append", default=[], metavar="K=V", help="extra scheduler keyword")
+    fit.add_argument("--sched-step", choices=["batch", "epoch"], default=None)
+    fit.add_argument("--compile", action="store_true", help="compile the optimizer's update rule (slow first step)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--data-dir", default=None, help="folder with the four Fashion-MNIST .gz files")
+    fit.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
+    fit.add_argument("--n-valid", type=positive_int, default=None, help="use only the first N test images")
+    fit.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    fit.add_argument("--threads", type=positive_int, default=None)
+    fit.add_argument("--out", default="runs", help="parent folder of the run folder")
+    fit.add_argument("--run-dir", default=None, help="exact run folder (overrides --out)")
+    fit.add_argument("--no-progress", dest="progress", action="store_false")
+    fit.set_defaults(func=cmd_fit)
+
+    opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")
+    opts.set_defaults(func=cmd_optimizers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lrlab` console script."""
+    from lrlab.data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, DataError) as e:
+        print(f"lrlab: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,222 @@
+"""A small training loop whose every step is an event that callbacks can observe or change."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+OptFunc = Callable[..., torch.optim.Optimizer]
+
+EVENTS = (
+    "before_fit",
+    "before_epoch",
+    "before_batch",
+    "after_pred",
+    "after_loss",
+    "after_backward",
+    "after_step",
+    "after_batch",
+    "after_epoch",
+    "after_fit",
+    "after_cancel_batch",
+    "after_cancel_epoch",
+    "after_cancel_fit",
+    "cleanup_fit",
+)
+# The training step is split into these; a callback that defines one replaces the Learner's default.
+STEPS = ("predict", "get_loss", "backward", "step", "zero_grad")
+
+
+class CancelFitException(Exception):
+    """Raised by a callback to end the whole fit (after_fit still runs)."""
+
+
+class CancelEpochException(Exception):
+    """Raised by a callback to end the current epoch phase (train or valid)."""
+
+
+class CancelBatchException(Exception):
+    """Raised by a callback to skip the rest of the current batch (after_batch still runs)."""
+
+
+class Callback:
+    """Base class: define any of EVENTS or STEPS as a method taking the Learner; lower order runs first."""
+
+    order: int = 0
+
+
+def default_opt_func(params: Iterable, lr: float) -> torch.optim.Optimizer:
+    """lrlab's Adam with the lesson's eps: the default optimizer."""
+    from lrlab.optim import Adam
+
+    return Adam(params, lr=lr, eps=1e-5)
+
+
+class Learner:
+    """Holds model, data, loss and optimizer; fit() runs the loop and fires events at each step."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dls: Any,
+        loss_func: Callable = F.cross_entropy,
+        lr: float = 1e-2,
+        cbs: Sequence[Callback] | None = None,
+        opt_func: OptFunc = default_opt_func,
+    ) -> None:
+        check_lr(lr)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_func):
+            raise TypeError(f"loss_func must be callable, got {loss_func!r}")
+        self.model, self.dls, self.loss_func, self.lr, self.opt_func = model, dls, loss_func, lr, opt_func
+        self.cbs: list[Callback] = list(cbs or [])
+        self.opt: torch.optim.Optimizer | None = None
+        self.training = False
+        self.epoch = self.iter = 0
+        self.n_epochs = 0
+        self.do_train = self.do_valid = True
+        self._dispatch()
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        """Precompute, per event, the bound methods to call: keeps the per-batch cost tiny."""
+        cbs = sorted(self.cbs, key=lambda cb: getattr(cb, "order", 0))
+        self._handlers = {e: [getattr(cb, e) for cb in cbs if hasattr(cb, e)] for e in EVENTS}
+        self._steps = {}
+        for name in STEPS:
+            impls = [getattr(cb, name) for cb in cbs if hasattr(cb, name)]
+            self._steps[name] = impls[-1] if impls else getattr(self, "_" + name)
+
+    def add_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Attach callbacks (for the rest of this Learner's life)."""
+        self.cbs.extend(cbs)
+        self._dispatch()
+
+    def remove_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Detach callbacks."""
+        for cb in cbs:
+            self.cbs.remove(cb)
+        self._dispatch()
+
+    def callback(self, event: str) -> None:
+        """Fire one event on every callback that handles it, in order."""
+        for handler in self._handlers[event]:
+            handler(self)
+
+    def cb(self, kind: type) -> Any:
+        """The first attached callback of a given class (or None): how callbacks find each other."""
+        return next((c for c in self.cbs if isinstance(c, kind)), None)
+
+    # -- the default training step ------------------------------------------------------------
+    def _predict(self, learn: Learner) -> None:
+        self.preds = self.model(self.batch[0])
+
+    def _get_loss(self, learn: Learner) -> None:
+        try:
+            self.loss = self.loss_func(self.preds, self.batch[1])
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise ValueError(
+                f"the loss cannot compare the model's output (shape {tuple(self.preds.shape)}) with the "
+                f"labels (shape {tuple(self.batch[1].shape)}, values {int(self.batch[1].min())}.."
+                f"{int(self.batch[1].max())}): {e}"
+            ) from e
+
+    def _backward(self, learn: Learner) -> None:
+        self.loss.backward()
+
+    def _step(self, learn: Learner) -> None:
+        self.opt.step()
+
+    def _zero_grad(self, learn: Learner) -> None:
+        self.opt.zero_grad()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def one_batch(self) -> None:
+        """Predict, loss, and (when training) backward, step, zero_grad: each followed by its event."""
+        steps, fire = self._steps, self.callback
+        steps["predict"](self)
+        fire("after_pred")
+        steps["get_loss"](self)
+        fire("after_loss")
+        if self.training:
+            steps["backward"](self)
+            fire("after_backward")
+            steps["step"](self)
+            fire("after_step")
+            steps["zero_grad"](self)
+
+    def _run_batches(self) -> None:
+        fire = self.callback
+        for self.iter, self.batch in enumerate(self.dl):
+            try:
+                fire("before_batch")
+                self.one_batch()
+            except CancelBatchException:
+                fire("after_cancel_batch")
+            fire("after_batch")
+
+    def one_epoch(self, training: bool) -> None:
+        """One pass over the train or the valid loader."""
+        self.model.train(training)
+        self.training = training
+        self.dl = self.dls.train if training else self.dls.valid
+        try:
+            self.callback("before_epoch")
+            if training:
+                self._run_batches()
+            else:
+                with torch.inference_mode():
+                    self._run_batches()
+        except CancelEpochException:
+            self.callback("after_cancel_epoch")
+        self.callback("after_epoch")
+
+    def fit(
+        self,
+        n_epochs: int = 1,
+        train: bool = True,
+        valid: bool = True,
+        cbs: Sequence[Callback] | None = None,
+        lr: float | None = None,
+    ) -> Learner:
+        """Train for n_epochs; callbacks given here apply to this fit only."""
+        if not isinstance(n_epochs, int) or isinstance(n_epochs, bool) or n_epochs < 1:
+            raise ValueError(f"n_epochs must be an integer >= 1, got {n_epochs!r}")
+        if lr is not None:
+            check_lr(lr)
+        extra = list(cbs or [])
+        self.add_cbs(extra)
+        try:
+            self.n_epochs, self.do_train, self.do_valid = n_epochs, train, valid
+            self.epochs = range(n_epochs)
+            if lr is not None or self.opt is None:
+                self.lr = self.lr if lr is None else lr
+                self.opt = self.opt_func(self.model.parameters(), self.lr)
+            try:
+                self.callback("before_fit")
+                for self.epoch in self.epochs:
+                    if train:
+                        self.one_epoch(True)
+                    if valid:
+                        self.one_epoch(False)
+            except CancelFitException:
+                self.callback("after_cancel_fit")
+            self.callback("after_fit")
+        finally:
+            try:
+                self.callback("cleanup_fit")
+            finally:
+                self.remove_cbs(extra)
+        return self
+
+
+def check_lr(lr: float) -> None:
+    """A learning rate must be a finite positive number."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")

@@ -1,0 +1,314 @@
+"""Optimizers from scratch: pure update rules, adapted to torch.optim.Optimizer so any scheduler drives them.
+
+Each rule is plain arithmetic on (parameter, gradient, state) and returns the new values, so the same
+function runs on Python floats (the spreadsheet lab), on tensors (the reference path) and under
+torch.compile (one fused kernel per group). The classes add what torch expects: param_groups with torch's
+hyperparameter names, per-parameter state in self.state[p], state_dict(), closures. Their default fast
+path uses torch._foreach_* ops and is tested equal to the rules.
+
+Momentum here is the lesson's: an exponential moving average that *damps* the gradient,
+m = momentum*m + (1-momentum)*g, then p -= lr*m. torch.optim.SGD(momentum=...) instead accumulates,
+buf = momentum*buf + g, so its effective step is 1/(1-momentum) = 10x larger at momentum 0.9.
+Weight decay is decoupled (AdamW-style: p *= 1 - lr*weight_decay) in every rule; for plain SGD that is
+the same as torch's L2 form.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+# -- the rules: state in, state out --------------------------------------------------------------
+
+
+def sgd_rule(p, g, *, lr, weight_decay=0.0):
+    """Plain SGD with decoupled weight decay. Returns (p,)."""
+    return (p * (1 - lr * weight_decay) - lr * g,)
+
+
+def momentum_rule(p, g, m, *, lr, momentum=0.9, weight_decay=0.0):
+    """The lesson's momentum: a damped EMA of gradients. Returns (p, m)."""
+    m = momentum * m + (1 - momentum) * g
+    return p * (1 - lr * weight_decay) - lr * m, m
+
+
+def rmsprop_rule(p, g, s, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    """Divide by the root of an EMA of squared gradients. Returns (p, s)."""
+    s = alpha * s + (1 - alpha) * g * g
+    return p * (1 - lr * weight_decay) - lr * g / (s**0.5 + eps), s
+
+
+def adam_rule(p, g, m, s, step, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, bias_correction=True):
+    """Momentum over RMSprop, bias-corrected for the zero start (step counts from 1). Returns (p, m, s)."""
+    m = beta1 * m + (1 - beta1) * g
+    s = beta2 * s + (1 - beta2) * g * g
+    bc1 = 1 - beta1**step if bias_correction else 1.0
+    bc2 = 1 - beta2**step if bias_correction else 1.0
+    p = p * (1 - lr * weight_decay) - (lr / bc1) * m / (s**0.5 / bc2**0.5 + eps)
+    return p, m, s
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+def _check(name: str, value: Any, low: float, high: float | None = None, high_open: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    ok = ok and value >= low and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        allowed = f">= {low}" if high is None else f"in [{low}, {high})" if high_open else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be a number {allowed}, got {value!r}")
+
+
+def check_hypers(hp: dict) -> None:
+    """Reject hyperparameters outside their ranges with a message naming the value."""
+    _check("lr", hp["lr"], 0.0, math.inf)
+    if "momentum" in hp:
+        _check("momentum", hp["momentum"], 0.0, 1.0)
+    if "alpha" in hp:
+        _check("alpha", hp["alpha"], 0.0, 1.0)
+    if "betas" in hp:
+        betas = hp["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        _check("betas[0]", betas[0], 0.0, 1.0)
+        _check("betas[1]", betas[1], 0.0, 1.0)
+    if "eps" in hp:
+        _check("eps", hp["eps"], 0.0, math.inf)
+    _check("weight_decay", hp["weight_decay"], 0.0, math.inf)
+
+
+# -- the adapter -----------------------------------------------------------------------------------
+
+
+def apply_rule(rule: Callable, params: list, grads: list, states: list[list], hypers: dict) -> None:
+    """Run a rule tensor by tensor and write the results back in place (the reference and compiled path)."""
+    for i, p in enumerate(params):
+        new = rule(p, grads[i], *(s[i] for s in states), **hypers)
+        p.copy_(new[0])
+        for s, value in zip(states, new[1:]):
+            s[i].copy_(value)
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """Adapts a pure rule to torch's Optimizer: groups, per-parameter state, closures, state_dict."""
+
+    rule: Callable = staticmethod(sgd_rule)
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable, defaults: dict, impl: str = "foreach", compile: bool = False) -> None:
+        check_hypers(defaults)
+        if impl not in ("foreach", "reference"):
+            raise ValueError(f"impl must be 'foreach' or 'reference', got {impl!r}")
+        params = list(params)
+        if not params:
+            raise ValueError("the optimizer got an empty parameter list: pass model.parameters()")
+        super().__init__(params, defaults)
+        self.impl = "compiled" if compile else impl
+        self._compiled = None
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        check_hypers(self.param_groups[-1])
+
+    def _gather(self, group: dict) -> tuple[list, list, list[list], list]:
+        """The group's parameters that have gradients, their grads, their state lists, their step counts."""
+        params, grads, states, steps = [], [], [[] for _ in self.state_names], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            st = self.state[p]
+            if not st:
+                st["step"] = 0
+                for name in self.state_names:
+                    st[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["step"] += 1
+            params.append(p)
+            grads.append(p.grad)
+            steps.append(st["step"])
+            for lst, name in zip(states, self.state_names):
+                lst.append(st[name])
+        return params, grads, states, steps
+
+    def hypers(self, group: dict, step: int) -> dict:
+        """The rule's keyword arguments for one group (subclasses map torch's names to the rule's)."""
+        return {"lr": group["lr"], "weight_decay": group["weight_decay"]}
+
+    def rule_args(self, states: list[list], steps: list) -> list[list]:
+        """Extra per-tensor positional inputs after the state (Adam's step)."""
+        return states
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states, steps = self._gather(group)
+            if not params:
+                continue
+            if self.impl == "foreach":
+                self.foreach_update(group, params, grads, states, steps)
+            elif self.impl == "compiled":
+                self.compiled_update(group, params, grads, states, steps)
+            else:
+                apply_rule(type(self).rule, params, grads, self.rule_args(states, steps), self.hypers(group, steps))
+        return loss
+
+    def compiled_update(self, group: dict, params: list, grads: list, states: list[list], steps: list) -> None:
+        """The rule under torch.compile; hyperparameters go in as 0-d tensors so a scheduler never recompiles."""
+        if self._compiled is None:
+            self._compiled = torch.compile(functools.partial(apply_rule, type(self).rule), fullgraph=True)
+        hp = {
+            k: v if isinstance(v, bool) else torch.tensor(float(v), dtype=torch.float32)
+            for k, v in self.hypers(group, steps).items()
+        }
+        self._compiled(params, grads, self.rule_args(states, steps), hp)
+
+    def foreach_update(self, group: dict, params: list, grads: list, states: list[list], steps: list) -> None:
+        raise NotImplementedError
+
+
+def _decay(params: list, lr: float, weight_decay: float) -> None:
+    if weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+
+
+class SGD(RuleOptimizer):
+    """Plain SGD (the lesson's first optimizer)."""
+
+    rule = staticmethod(sgd_rule)
+
+    def __init__(
+        self, params: Iterable, lr: float = 1e-2, weight_decay: float = 0.0, impl: str = "foreach", compile: bool = False
+    ) -> None:
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay), impl, compile)
+
+    def foreach_update(self, group, params, grads, states, steps) -> None:
+        _decay(params, group["lr"], group["weight_decay"])
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+
+
+class Momentum(RuleOptimizer):
+    """SGD on a damped moving average of gradients (the lesson's momentum, not torch's)."""
+
+    rule = staticmethod(momentum_rule)
+    state_names = ("grad_avg",)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-2,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        impl: str = "foreach",
+        compile: bool = False,
+    ) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay), impl, compile)
+
+    def hypers(self, group, step) -> dict:
+        return {**super().hypers(group, step), "momentum": group["momentum"]}
+
+    def foreach_update(self, group, params, grads, states, steps) -> None:
+        (avgs,) = states
+        lr = group["lr"]
+        torch._foreach_lerp_(avgs, grads, 1 - group["momentum"])
+        _decay(params, lr, group["weight_decay"])
+        torch._foreach_add_(params, avgs, alpha=-lr)
+
+
+class RMSProp(RuleOptimizer):
+    """Gradient divided by the root of an EMA of its square (eps outside the root, as torch does)."""
+
+    rule = staticmethod(rmsprop_rule)
+    state_names = ("square_avg",)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        impl: str = "foreach",
+        compile: bool = False,
+    ) -> None:
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay), impl, compile)
+
+    def hypers(self, group, step) -> dict:
+        return {**super().hypers(group, step), "alpha": group["alpha"], "eps": group["eps"]}
+
+    def foreach_update(self, group, params, grads, states, steps) -> None:
+        (sqrs,) = states
+        alpha, lr = group["alpha"], group["lr"]
+        torch._foreach_mul_(sqrs, alpha)
+        torch._foreach_addcmul_(sqrs, grads, grads, 1 - alpha)
+        denom = torch._foreach_sqrt(sqrs)
+        torch._foreach_add_(denom, group["eps"])
+        _decay(params, lr, group["weight_decay"])
+        torch._foreach_addcdiv_(params, grads, denom, -lr)
+
+
+class Adam(RuleOptimizer):
+    """Adam with bias correction; weight decay is decoupled, so with weight_decay > 0 it is AdamW."""
+
+    rule = staticmethod(adam_rule)
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        impl: str = "foreach",
+        compile: bool = False,
+    ) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay), impl, compile)
+
+    def hypers(self, group, steps) -> dict:
+        beta1, beta2 = group["betas"]
+        return {**super().hypers(group, steps), "beta1": beta1, "beta2": beta2, "eps": group["eps"]}
+
+    def rule_args(self, states, steps) -> list[list]:
+        return [*states, steps]
+
+    def compiled_update(self, group, params, grads, states, steps) -> None:
+        steps = [torch.tensor(float(s)) for s in steps]
+        super().compiled_update(group, params, grads, states, steps)
+
+    def foreach_update(self, group, params, grads, states, steps) -> None:
+        exp_avgs, exp_avg_sqs = states
+        (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        _decay(params, lr, group["weight_decay"])
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        if all(s == steps[0] for s in steps):
+            bc1, bc2_root = 1 - beta1 ** steps[0], math.sqrt(1 - beta2 ** steps[0])
+            torch._foreach_div_(denom, bc2_root)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denom, -lr / bc1)
+        else:  # parameters that missed steps (no gradient) have their own bias corrections
+            roots = [math.sqrt(1 - beta2**s) for s in steps]
+            torch._foreach_div_(denom, roots)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / (1 - beta1**s) for s in steps])
+
+
+OPTIMIZERS: dict[str, type[RuleOptimizer]] = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
+
+
+def get_opt_func(name: str, **kwargs: Any) -> Callable[..., torch.optim.Optimizer]:
+    """An opt_func (params, lr -> optimizer) for a registered name; extra keywords fixed."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return functools.partial(OPTIMIZERS[name], **kwargs)

@@ -1,0 +1,57 @@
+"""Small matplotlib helpers: every picture is returned and also saved as a PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+
+def save(fig, path: str | Path):
+    """Write a figure as PNG (creating folders) and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def plot_series(
+    series: dict[str, Sequence[float]], path: str | Path, xlabel: str = "step", logy: Sequence[str] = ()
+) -> plt.Figure:
+    """One panel per named series, side by side."""
+    n = max(len(series), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+    for ax, (name, values) in zip(axes[0], series.items()):
+        ax.plot(list(values))
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        if name in logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save(fig, path)
+    plt.close(fig)
+    return fig
+
+
+def plot_losses(history: list[dict], batch_losses: Sequence[float], path: str | Path) -> plt.Figure:
+    """Training loss per batch, with each epoch's train and valid mean marked at its end."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if batch_losses:
+        ax.plot(batch_losses, alpha=0.5, label="train loss (batch)")
+    n = len(batch_losses)
+    if history and n:
+        ends = [n * (i + 1) / len(history) for i in range(len(history))]
+        for key, marker in (("train_loss", "o"), ("valid_loss", "s")):
+            ys = [row.get(key) for row in history]
+            if all(y is not None for y in ys):
+                ax.plot(ends, ys, marker=marker, label=key.replace("_", " ") + " (epoch)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save(fig, path)
+    plt.close(fig)
+    return fig
