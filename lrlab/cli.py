@@ -87,10 +87,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
     model = lesson_cnn()
 
-    print(f"lesson CNN ({n_params(model):,} parameters), {args.opt}, lr {args.lr:g}, schedule {args.sched}, "
-          f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images")
-    print(ROW.format(epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc",
-                     seconds="seconds"))
+    print(
+        f"lesson CNN ({n_params(model):,} parameters), {args.opt}, lr {args.lr:g}, schedule {args.sched}, "
+        f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
+    )
+    print(
+        ROW.format(
+            epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc", seconds="seconds"
+        )
+    )
     metrics = MetricsCB(log=lambda row: print(_fmt(row), flush=True))
     recorder = RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value)
     cbs = [DeviceCB(args.device), metrics, recorder]
@@ -104,8 +109,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     learn.fit(args.epochs)
     wall = time.perf_counter() - start
 
-    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / time.strftime(
-        f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}"
+    run_dir = (
+        Path(args.run_dir)
+        if args.run_dir
+        else Path(args.out) / time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}")
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     final = metrics.history[-1]
@@ -132,9 +139,7 @@ def cmd_optimizers(args: argparse.Namespace) -> int:
 
     for name, cls in OPTIMIZERS.items():
         params = inspect.signature(cls).parameters
-        hypers = ", ".join(
-            f"{k}={v.default!r}" for k, v in params.items() if k not in ("params", "impl", "compile")
-        )
+        hypers = ", ".join(f"{k}={v.default!r}" for k, v in params.items() if k not in ("params", "impl", "compile"))
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:<9} {cls.__name__}({hypers})\n          {doc}")
     return 0

@@ -143,9 +143,7 @@ def locate(
     """Find the files, downloading them into the cache as a last resort."""
     explicit = data_dir if data_dir is not None else os.environ.get("LRLAB_DATA")
     if explicit and not Path(explicit).expanduser().is_dir():
-        raise DataError(
-            f"data dir {explicit!r} does not exist; give a folder holding {', '.join(FILES.values())}"
-        )
+        raise DataError(f"data dir {explicit!r} does not exist; give a folder holding {', '.join(FILES.values())}")
     found = find_dir(data_dir)
     if found is not None:
         return found
@@ -178,9 +176,7 @@ class Dataset:
         return Dataset(self.images[:n], self.labels[:n])
 
 
-def load_fashion_mnist(
-    data_dir: str | os.PathLike | None = None, download_ok: bool = True
-) -> tuple[Dataset, Dataset]:
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None, download_ok: bool = True) -> tuple[Dataset, Dataset]:
     """Train (60k) and test (10k) sets, verified."""
     d = locate(data_dir, download_ok)
     parts = {key: parse_idx(read_verified(d / name)) for key, name in FILES.items()}

@@ -186,7 +186,12 @@ class SGD(RuleOptimizer):
     rule = staticmethod(sgd_rule)
 
     def __init__(
-        self, params: Iterable, lr: float = 1e-2, weight_decay: float = 0.0, impl: str = "foreach", compile: bool = False
+        self,
+        params: Iterable,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        impl: str = "foreach",
+        compile: bool = False,
     ) -> None:
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay), impl, compile)
 

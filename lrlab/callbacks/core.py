@@ -143,7 +143,7 @@ class ProgressCB(Callback):
         if now - self.last > self.every:
             self.last = now
             if hasattr(learn, "loss"):
-                self.progress.update(self.task, loss=f"loss {float(learn.loss):.4f}")
+                self.progress.update(self.task, loss=f"loss {float(learn.loss.detach()):.4f}")
             self.progress.refresh()
 
     def cleanup_fit(self, learn: Learner) -> None:

@@ -96,7 +96,11 @@ def available_schedulers() -> list[str]:
     names = [
         name
         for name, obj in vars(lr_scheduler).items()
-        if inspect.isclass(obj) and issubclass(obj, base) and obj not in base and not name.startswith("_")
+        if inspect.isclass(obj)
+        and issubclass(obj, base)
+        and obj is not lr_scheduler.LRScheduler
+        and not name.startswith("_")
+        and obj.__module__ == lr_scheduler.__name__
     ]
     return sorted(set(names))
 
@@ -117,7 +121,9 @@ def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
         return functools.partial(lr_scheduler.ReduceLROnPlateau, **kwargs), "epoch"
     valid = available_schedulers()
     if name not in valid:
-        raise ValueError(f"unknown scheduler {name!r}; choose a preset ({', '.join(PRESETS)}) or one of: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown scheduler {name!r}; choose a preset ({', '.join(PRESETS)}) or one of: {', '.join(valid)}"
+        )
     cls = getattr(lr_scheduler, name)
     if cls is lr_scheduler.OneCycleLR:
         kwargs.setdefault("max_lr", lr)

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real Fashion-MNIST (never skipped in CI) and tiny synthetic loaders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrlab.data import DataLoader, DataLoaders, Dataset, find_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip locally when a dependency is missing, but fail in CI so it cannot go green by skipping."""
+    if not condition:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why} (CI never skips for a missing dependency)")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    explicit = os.environ.get("LRLAB_DATA") or (SHARED / "data" / "fashion_mnist")
+    found = find_dir(explicit) if Path(explicit).is_dir() else find_dir()
+    require(found is not None, "Fashion-MNIST not found: set LRLAB_DATA")
+    return found
+
+
+@pytest.fixture(scope="session")
+def fashion(data_dir):
+    from lrlab.data import load_fashion_mnist
+
+    return load_fashion_mnist(data_dir)
+
+
+def tiny_dls(n: int = 64, bs: int = 16, n_classes: int = 10, seed: int = 0) -> DataLoaders:
+    """Random 28x28 uint8 images with random labels: for loop mechanics, not accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, n_classes, (n,), generator=g)
+    ds = Dataset(images, labels)
+    return DataLoaders(DataLoader(ds, bs, shuffle=True, seed=seed), DataLoader(ds, bs))
+
+
+def tiny_model(n_classes: int = 10) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, n_classes))

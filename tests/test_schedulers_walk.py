@@ -1,0 +1,84 @@
+"""Every torch.optim.lr_scheduler class drives every lrlab optimizer exactly as it drives torch's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.optim import lr_scheduler as S
+
+from lrlab.callbacks.schedule import available_schedulers
+from lrlab.optim import OPTIMIZERS
+
+
+def has_momentum(opt) -> bool:
+    return "momentum" in opt.defaults or "betas" in opt.defaults
+
+
+MAKERS = {
+    "LambdaLR": lambda opt: S.LambdaLR(opt, lambda e: 0.9**e),
+    "MultiplicativeLR": lambda opt: S.MultiplicativeLR(opt, lambda e: 0.95),
+    "StepLR": lambda opt: S.StepLR(opt, step_size=3, gamma=0.5),
+    "MultiStepLR": lambda opt: S.MultiStepLR(opt, milestones=[2, 5], gamma=0.5),
+    "ConstantLR": lambda opt: S.ConstantLR(opt, factor=0.5, total_iters=4),
+    "LinearLR": lambda opt: S.LinearLR(opt, start_factor=0.2, total_iters=5),
+    "ExponentialLR": lambda opt: S.ExponentialLR(opt, gamma=0.9),
+    "SequentialLR": lambda opt: S.SequentialLR(
+        opt, [S.ConstantLR(opt, factor=0.5, total_iters=3), S.ExponentialLR(opt, 0.9)], milestones=[3]
+    ),
+    "PolynomialLR": lambda opt: S.PolynomialLR(opt, total_iters=10, power=2.0),
+    "CosineAnnealingLR": lambda opt: S.CosineAnnealingLR(opt, T_max=10),
+    "ChainedScheduler": lambda opt: S.ChainedScheduler([S.ConstantLR(opt, 0.5, 4), S.ExponentialLR(opt, 0.9)]),
+    "ReduceLROnPlateau": lambda opt: S.ReduceLROnPlateau(opt, patience=1, factor=0.5),
+    "CyclicLR": lambda opt: S.CyclicLR(opt, 1e-3, 1e-2, step_size_up=4, cycle_momentum=has_momentum(opt)),
+    "OneCycleLR": lambda opt: S.OneCycleLR(opt, max_lr=1e-2, total_steps=20, cycle_momentum=has_momentum(opt)),
+    "CosineAnnealingWarmRestarts": lambda opt: S.CosineAnnealingWarmRestarts(opt, T_0=5),
+}
+TORCH_TWIN = {
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=1e-2),
+    "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9),
+    "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=1e-2),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2),
+}
+
+
+def test_every_scheduler_class_is_covered():
+    assert set(available_schedulers()) == set(MAKERS)
+
+
+def drive(opt, sched, steps=20):
+    lrs, moms = [], []
+    p = opt.param_groups[0]["params"][0]
+    for _ in range(steps):
+        p.grad = torch.ones_like(p)
+        opt.step()
+        if isinstance(sched, S.ReduceLROnPlateau):
+            sched.step(1.0)  # a loss that never improves
+        else:
+            sched.step()
+        pg = opt.param_groups[0]
+        lrs.append(pg["lr"])
+        moms.append(pg["betas"][0] if "betas" in pg else pg.get("momentum"))
+    return lrs, moms
+
+
+@pytest.mark.parametrize("sched_name", sorted(MAKERS))
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+def test_scheduler_drives_lrlab_optimizer_like_torchs(sched_name, opt_name):
+    ours = OPTIMIZERS[opt_name]([torch.zeros(3, requires_grad=True)], lr=1e-2)
+    theirs = TORCH_TWIN[opt_name]([torch.zeros(3, requires_grad=True)])
+    our_lrs, our_moms = drive(ours, MAKERS[sched_name](ours))
+    their_lrs, their_moms = drive(theirs, MAKERS[sched_name](theirs))
+    assert our_lrs == pytest.approx(their_lrs)
+    if sched_name != "ReduceLROnPlateau":
+        assert len(set(our_lrs)) > 1, "the schedule should have changed the lr"
+    if opt_name in ("adam", "momentum"):
+        assert our_moms == pytest.approx(their_moms)
+
+
+def test_one_cycle_cycles_adam_beta1_opposite_to_lr():
+    opt = OPTIMIZERS["adam"]([torch.zeros(3, requires_grad=True)], lr=1e-2)
+    sched = S.OneCycleLR(opt, max_lr=1e-2, total_steps=100)
+    lrs, moms = drive(opt, sched, steps=99)
+    peak = lrs.index(max(lrs))
+    assert moms[peak] == pytest.approx(0.85, abs=1e-3)
+    assert moms[0] > 0.94 and moms[-1] > 0.94

@@ -1,0 +1,46 @@
+"""Real training on Fashion-MNIST: the lesson's numbers, reached through the CLI and the library."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import pytest
+import torch
+
+from lrlab.callbacks import MetricsCB
+from lrlab.callbacks.schedule import BatchSchedCB
+from lrlab.cli import main
+from lrlab.data import get_dls
+from lrlab.learner import Learner
+from lrlab.models import lesson_cnn
+
+
+def test_lrlab_fit_defaults_reach_the_lessons_accuracy(data_dir, tmp_path, capsys):
+    """`lrlab fit` (lrlab Adam, one-cycle at 6e-2, bs 256, 5 epochs) on the real test set."""
+    assert main(["fit", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(summary["history"]) == 5
+    assert summary["test_accuracy"] >= 0.90, out
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 10_000
+    assert (tmp_path / "run" / "schedule.png").stat().st_size > 10_000
+    assert "test accuracy" in out and "valid acc" in out
+
+
+def test_torch_adamw_through_the_learner_matches(data_dir):
+    """The same recipe with torch.optim.AdamW: lrlab's Learner is not tied to its own optimizers."""
+    torch.manual_seed(0)
+    metrics = MetricsCB()
+    sched = BatchSchedCB(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=6e-2))
+    opt = partial(torch.optim.AdamW, eps=1e-5)
+    Learner(lesson_cnn(), get_dls(256, data_dir=data_dir), lr=6e-2, cbs=[metrics, sched], opt_func=opt).fit(5)
+    assert metrics.history[-1]["valid_acc"] >= 0.90
+
+
+@pytest.mark.parametrize("opt, lr", [("sgd", 0.2), ("momentum", 0.5), ("rmsprop", 3e-3)])
+def test_each_optimizer_trains_from_the_cli(opt, lr, data_dir, tmp_path):
+    args = ["fit", "--opt", opt, "--lr", str(lr), "--epochs", "1", "--n-train", "10000", "--n-valid", "2000"]
+    assert main([*args, "--data-dir", str(data_dir), "--run-dir", str(tmp_path)]) == 0
+    acc = json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"]
+    assert acc > 0.70, f"{opt} reached only {acc}"
