@@ -78,7 +78,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    opt_kwargs = {"eps": 1e-5} if args.opt in ("adam", "rmsprop") else {}
+    # The lesson's eps for the adaptive optimizers; Adam also gets AdamW's default decoupled weight decay.
+    opt_kwargs = {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(args.opt, {})
     opt_kwargs.update(_key_values(args.opt_arg))
     if args.compile:
         opt_kwargs["compile"] = True

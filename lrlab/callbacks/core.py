@@ -74,30 +74,31 @@ class MetricsCB(Callback):
         self.history = []
 
     def before_epoch(self, learn: Learner) -> None:
-        self.loss_sum = self.correct = None
-        self.count = 0
+        self.losses, self.sizes, self.guesses, self.targets = [], [], [], []
         if learn.training:
             self.start = time.perf_counter()
             self.row = {"epoch": learn.epoch}
 
     def after_loss(self, learn: Learner) -> None:
-        n = len(learn.batch[1])
-        loss = learn.loss.detach() * n
-        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        # Only keep references here; reduce once per epoch (cheap per batch, no device sync).
+        self.losses.append(learn.loss.detach())
+        self.sizes.append(len(learn.batch[1]))
         if self.accuracy:
-            hits = (learn.preds.detach().argmax(dim=1) == learn.batch[1]).sum()
-            self.correct = hits if self.correct is None else self.correct + hits
-        self.count += n
+            self.guesses.append(learn.preds.detach().argmax(dim=1))
+            self.targets.append(learn.batch[1])
 
     def after_epoch(self, learn: Learner) -> None:
         if not hasattr(self, "row"):
             self.row = {"epoch": learn.epoch}
             self.start = time.perf_counter()
         phase = "train" if learn.training else "valid"
-        if self.count:
-            self.row[f"{phase}_loss"] = float(self.loss_sum) / self.count
+        count = sum(self.sizes)
+        if count:
+            sizes = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
+            self.row[f"{phase}_loss"] = float((torch.stack(self.losses).float() * sizes).sum()) / count
             if self.accuracy:
-                self.row[f"{phase}_acc"] = float(self.correct) / self.count
+                hits = (torch.cat(self.guesses) == torch.cat(self.targets)).sum()
+                self.row[f"{phase}_acc"] = float(hits) / count
         if not learn.training or not learn.do_valid:
             self.row["seconds"] = time.perf_counter() - self.start
             self.history.append(self.row)
