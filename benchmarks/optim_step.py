@@ -72,7 +72,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench("lesson CNN", lesson_cnn(), args.compile, args.rounds, n=400)
-    bench("ResNet-like", resnet_like(), args.compile, args.rounds, n=40)
+    bench("ResNet-like", resnet_like(), args.compile, args.rounds, n=100)
 
 
 if __name__ == "__main__":

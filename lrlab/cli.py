@@ -68,12 +68,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB
     from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
-    from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB, sched_func
+    from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
     from lrlab.data import get_dls
     from lrlab.learner import Learner
     from lrlab.models import lesson_cnn, n_params
     from lrlab.optim import get_opt_func
     from lrlab.plots import plot_losses
+    from lrlab.schedules import sched_func
 
     torch.manual_seed(args.seed)
     if args.threads:

@@ -93,6 +93,12 @@ def apply_rule(rule: Callable, params: list, grads: list, states: list[list], hy
             s[i].copy_(value)
 
 
+def apply_rule_packed(rule: Callable, params: list, grads: list, states: list[list], names, packed, flags) -> None:
+    """apply_rule with the scalar hyperparameters unpacked from one tensor (the compiled path's entry)."""
+    hypers = {name: packed[i] for i, name in enumerate(names)}
+    apply_rule(rule, params, grads, states, {**hypers, **flags})
+
+
 class RuleOptimizer(torch.optim.Optimizer):
     """Adapts a pure rule to torch's Optimizer: groups, per-parameter state, closures, state_dict."""
 
@@ -162,14 +168,20 @@ class RuleOptimizer(torch.optim.Optimizer):
         return loss
 
     def compiled_update(self, group: dict, params: list, grads: list, states: list[list], steps: list) -> None:
-        """The rule under torch.compile; hyperparameters go in as 0-d tensors so a scheduler never recompiles."""
+        """The rule under torch.compile. Scalars travel packed in one tensor, so a scheduler changing the lr
+        (or the step count growing) never triggers a recompile, and building them costs one small tensor."""
         if self._compiled is None:
-            self._compiled = torch.compile(functools.partial(apply_rule, type(self).rule), fullgraph=True)
-        hp = {
-            k: v if isinstance(v, bool) else torch.tensor(float(v), dtype=torch.float32)
-            for k, v in self.hypers(group, steps).items()
-        }
-        self._compiled(params, grads, self.rule_args(states, steps), hp)
+            self._compiled = torch.compile(apply_rule_packed, fullgraph=True)
+        hp = self.hypers(group, steps)
+        args = self.rule_args(states, steps)
+        if len(args) > len(states) and all(s == steps[0] for s in steps):
+            hp["step"], args = steps[0], states  # the usual case: one step count for the whole group
+        elif len(args) > len(states):
+            args = [*states, [torch.tensor(float(s)) for s in steps]]
+        flags = {k: v for k, v in hp.items() if isinstance(v, bool)}
+        names = tuple(k for k in hp if k not in flags)
+        packed = torch.tensor([float(hp[k]) for k in names], dtype=torch.float32)
+        self._compiled(type(self).rule, params, grads, args, names, packed, flags)
 
     def foreach_update(self, group: dict, params: list, grads: list, states: list[list], steps: list) -> None:
         raise NotImplementedError
@@ -284,10 +296,6 @@ class Adam(RuleOptimizer):
 
     def rule_args(self, states, steps) -> list[list]:
         return [*states, steps]
-
-    def compiled_update(self, group, params, grads, states, steps) -> None:
-        steps = [torch.tensor(float(s)) for s in steps]
-        super().compiled_update(group, params, grads, states, steps)
 
     def foreach_update(self, group, params, grads, states, steps) -> None:
         exp_avgs, exp_avg_sqs = states

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as S
 
-from lrlab.callbacks.schedule import available_schedulers
 from lrlab.optim import OPTIMIZERS
+from lrlab.schedules import available_schedulers
 
 
 def has_momentum(opt) -> bool:

@@ -1,0 +1,150 @@
+"""The LR finder: grow the lr each batch until the loss blows up, then put everything back as it was."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lrlab.learner import Callback, CancelFitException, Learner
+
+
+class LRFinderCB(Callback):
+    """Multiply the lr by `mult` after every training batch; stop past `max_lr` or when loss > stop_div x best."""
+
+    order = 60
+
+    def __init__(self, start_lr: float = 1e-7, max_lr: float = 10.0, mult: float = 1.3, stop_div: float = 3.0) -> None:
+        if not 0 < start_lr < max_lr:
+            raise ValueError(f"need 0 < start_lr < max_lr, got start_lr={start_lr!r}, max_lr={max_lr!r}")
+        if mult <= 1:
+            raise ValueError(f"mult must be > 1, got {mult!r}")
+        self.start_lr, self.max_lr, self.mult, self.stop_div = start_lr, max_lr, mult, stop_div
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+
+    def before_fit(self, learn: Learner) -> None:
+        self.lrs, self.losses, self.best = [], [], math.inf
+        for group in learn.opt.param_groups:
+            group["lr"] = self.start_lr
+
+    def after_batch(self, learn: Learner) -> None:
+        if not learn.training:
+            raise CancelFitException()
+        loss = float(learn.loss.detach())
+        lr = learn.opt.param_groups[0]["lr"]
+        self.lrs.append(lr)
+        self.losses.append(loss)
+        self.best = min(self.best, loss)
+        if not math.isfinite(loss) or loss > self.stop_div * self.best or lr * self.mult > self.max_lr:
+            raise CancelFitException()
+        for group in learn.opt.param_groups:
+            group["lr"] *= self.mult
+
+
+def smooth(values: list[float], beta: float = 0.7) -> list[float]:
+    """Debiased exponential moving average (as fastai's recorder smooths the loss)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta**i))
+    return out
+
+
+def steepest(lrs: list[float], losses: list[float]) -> float:
+    """The lr where the smoothed loss falls fastest per unit of log(lr)."""
+    s = smooth(losses)
+    if len(s) < 3:
+        return lrs[0]
+    slopes = [(s[i + 1] - s[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1])) for i in range(1, len(s) - 1)]
+    return lrs[1 + min(range(len(slopes)), key=slopes.__getitem__)]
+
+
+def valley(lrs: list[float], losses: list[float]) -> float:
+    """Inside the longest run of falling (smoothed) loss, the point 2/3 of the way down: safely before the minimum.
+
+    The 'valley' is the longest decreasing subsequence of the smoothed losses; the suggestion sits
+    past its middle, where the loss is still falling steadily, as fastai's `valley` does.
+    """
+    s = smooth(losses)
+    n = len(s)
+    run = [1] * n  # run[i]: length of the longest decreasing subsequence ending at i
+    for i in range(1, n):
+        for j in range(i):
+            if s[i] < s[j] and run[j] + 1 > run[i]:
+                run[i] = run[j] + 1
+    end = max(range(n), key=run.__getitem__)
+    start = end - run[end] + 1
+    third = (end - start) / 3
+    return lrs[min(n - 1, start + int(2 * third))]
+
+
+@dataclass
+class LRFindResult:
+    """What the finder saw, and its two suggestions."""
+
+    lrs: list[float]
+    losses: list[float]
+    steepest: float
+    valley: float
+    suggestion: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.suggestion = self.valley
+
+    def plot(self, path: str | Path = "lr_find.png"):
+        """Loss against lr on a log axis, both suggestions marked; saved as PNG."""
+        import matplotlib.pyplot as plt
+
+        from lrlab.plots import save
+
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.plot(self.lrs, self.losses, alpha=0.4, label="loss")
+        ax.plot(self.lrs, smooth(self.losses), label="smoothed")
+        for name, lr, color in (("steepest", self.steepest, "C2"), ("valley", self.valley, "C3")):
+            ax.axvline(lr, color=color, linestyle="--", label=f"{name} {lr:.2g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        save(fig, path)
+        plt.close(fig)
+        return fig
+
+
+def lr_find(
+    learn: Learner, start_lr: float = 1e-7, max_lr: float = 10.0, mult: float = 1.3, stop_div: float = 3.0
+) -> LRFindResult:
+    """Run the finder, restore model, optimizer, loader position and RNG exactly, and suggest an lr."""
+    saved_model = copy.deepcopy(learn.model.state_dict())
+    had_opt = learn.opt is not None
+    saved_opt = copy.deepcopy(learn.opt.state_dict()) if had_opt else None
+    saved_rng = torch.get_rng_state()
+    saved_epochs = [getattr(dl, "epoch", None) for dl in (learn.dls.train, learn.dls.valid)]
+    finder = LRFinderCB(start_lr, max_lr, mult, stop_div)
+    n_steps = math.ceil(math.log(max_lr / start_lr) / math.log(mult)) + 1
+    n_epochs = max(1, math.ceil(n_steps / len(learn.dls.train)))
+    try:
+        if not had_opt:
+            learn.opt = learn.opt_func(learn.model.parameters(), learn.lr)
+        learn.fit(n_epochs, valid=False, cbs=[finder])
+    finally:
+        learn.model.load_state_dict(saved_model)
+        if had_opt:
+            learn.opt.load_state_dict(saved_opt)
+        else:
+            learn.opt = None
+        torch.set_rng_state(saved_rng)
+        for dl, epoch in zip((learn.dls.train, learn.dls.valid), saved_epochs):
+            if epoch is not None:
+                dl.epoch = epoch
+    if len(finder.lrs) < 3:
+        raise ValueError(f"the finder stopped after {len(finder.lrs)} batches: too few to suggest an lr")
+    return LRFindResult(
+        finder.lrs, finder.losses, steepest(finder.lrs, finder.losses), valley(finder.lrs, finder.losses)
+    )

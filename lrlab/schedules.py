@@ -1,0 +1,129 @@
+"""Learning-rate schedules: which ones torch offers, what one will do before training, and how to build one."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.optim import lr_scheduler
+
+SchedFunc = Callable[..., object]
+
+
+def _target(make_sched: SchedFunc) -> tuple[Callable, dict]:
+    """The class a (possibly partial) scheduler factory builds, and the keywords already bound."""
+    bound: dict = {}
+    while isinstance(make_sched, functools.partial):
+        bound = {**make_sched.keywords, **bound}
+        make_sched = make_sched.func
+    return make_sched, bound
+
+
+def build_sched(make_sched: SchedFunc, opt: torch.optim.Optimizer, n_steps: int) -> object:
+    """Build the scheduler, filling in its length (OneCycleLR total_steps, cosine T_max) when not given."""
+    target, bound = _target(make_sched)
+    try:
+        names = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        names = {}
+    extra = {}
+    if "total_steps" in names and "total_steps" not in bound and "epochs" not in bound:
+        extra["total_steps"] = n_steps
+    if "T_max" in names and "T_max" not in bound:
+        extra["T_max"] = n_steps
+    has_momentum = "momentum" in opt.defaults or "betas" in opt.defaults
+    if "cycle_momentum" in names and "cycle_momentum" not in bound and not has_momentum:
+        extra["cycle_momentum"] = False  # e.g. plain SGD, RMSProp: nothing to cycle
+    sched = make_sched(opt, **extra)
+    total = getattr(sched, "total_steps", None)
+    if isinstance(sched, lr_scheduler.OneCycleLR) and total is not None and total < n_steps:
+        raise ValueError(
+            f"the schedule lasts {total} steps but this fit needs {n_steps}: OneCycleLR cannot go past its end; "
+            f"give total_steps >= {n_steps} or leave it out to have it filled in"
+        )
+    return sched
+
+
+def available_schedulers() -> list[str]:
+    """The scheduler classes torch.optim.lr_scheduler offers (the lesson's capitalised-name filter, done right)."""
+    base = (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)
+    names = [
+        name
+        for name, obj in vars(lr_scheduler).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, base)
+        and obj is not lr_scheduler.LRScheduler
+        and not name.startswith("_")
+        and obj.__module__ == lr_scheduler.__name__
+    ]
+    return sorted(set(names))
+
+
+# Preset names for the CLI and fit_one_cycle: factory builder and whether it steps per batch.
+PRESETS = ("onecycle", "cosine", "constant", "plateau")
+
+
+def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
+    """A scheduler factory for a preset or any lr_scheduler class name, and its natural step ('batch'/'epoch')."""
+    if name == "constant":
+        return None, "batch"
+    if name == "onecycle":
+        return functools.partial(lr_scheduler.OneCycleLR, max_lr=lr, **kwargs), "batch"
+    if name == "cosine":
+        return functools.partial(lr_scheduler.CosineAnnealingLR, **kwargs), "batch"
+    if name == "plateau":
+        return functools.partial(lr_scheduler.ReduceLROnPlateau, **kwargs), "epoch"
+    valid = available_schedulers()
+    if name not in valid:
+        raise ValueError(
+            f"unknown scheduler {name!r}; choose a preset ({', '.join(PRESETS)}) or one of: {', '.join(valid)}"
+        )
+    cls = getattr(lr_scheduler, name)
+    if cls is lr_scheduler.OneCycleLR:
+        kwargs.setdefault("max_lr", lr)
+    step = "epoch" if cls is lr_scheduler.ReduceLROnPlateau else "batch"
+    return functools.partial(cls, **kwargs), step
+
+
+def sched_lrs(
+    make_sched: SchedFunc, steps: int, opt: torch.optim.Optimizer | None = None, lr: float = 0.06
+) -> dict[str, list[float]]:
+    """Simulate a schedule on a throw-away optimizer: the lr (and beta1/momentum if it moves) at each step."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if opt is None:
+        from lrlab.optim import Adam
+
+        opt = Adam([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = build_sched(make_sched, opt, steps)
+    total = getattr(sched, "total_steps", None)
+    if isinstance(sched, lr_scheduler.OneCycleLR) and total is not None and steps > total:
+        raise ValueError(f"OneCycleLR refuses to go past its {total} steps; ask for at most {total} steps")
+    if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
+        raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
+    group = opt.param_groups[0]
+    rec: dict[str, list[float]] = {"lr": [], "mom": []}
+    for _ in range(steps):
+        rec["lr"].append(group["lr"])
+        rec["mom"].append(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
+        opt.step()
+        sched.step()
+    if len(set(rec["mom"])) <= 1:
+        del rec["mom"]
+    return rec
+
+
+def plot_sched(
+    make_sched: SchedFunc,
+    steps: int,
+    path: str | Path = "schedule.png",
+    opt: torch.optim.Optimizer | None = None,
+    lr: float = 0.06,
+):
+    """Draw what a schedule will do (lr, and momentum where it moves), saved as PNG."""
+    from lrlab.plots import plot_series
+
+    return plot_series(sched_lrs(make_sched, steps, opt, lr), path, xlabel="step")
