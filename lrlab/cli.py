@@ -147,6 +147,58 @@ def cmd_optimizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedulers(args: argparse.Namespace) -> int:
+    import inspect
+
+    from torch.optim import lr_scheduler
+
+    from lrlab.schedules import available_schedulers
+
+    for name in available_schedulers():
+        sig = str(inspect.signature(getattr(lr_scheduler, name))).replace("\n", " ")
+        print(f"{name}{sig}")
+    return 0
+
+
+def cmd_sched_plot(args: argparse.Namespace) -> int:
+    from lrlab.schedules import plot_sched, sched_func, sched_lrs
+
+    make_sched, _ = sched_func(args.name, args.lr, **_key_values(args.opt))
+    out = Path(args.out or f"{args.name}.png")
+    rec = sched_lrs(make_sched, args.steps, lr=args.lr)
+    plot_sched(make_sched, args.steps, out, lr=args.lr)
+    lrs = rec["lr"]
+    print(
+        f"{args.name}: {args.steps} steps, lr starts {lrs[0]:.4g}, max {max(lrs):.4g}, min {min(lrs):.4g}, "
+        f"ends {lrs[-1]:.4g}" + (f"; momentum {min(rec['mom']):.3g}..{max(rec['mom']):.3g}" if "mom" in rec else "")
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    import torch
+
+    from lrlab.callbacks.lr_finder import lr_find
+    from lrlab.data import get_dls
+    from lrlab.learner import Learner
+    from lrlab.models import lesson_cnn
+    from lrlab.optim import get_opt_func
+
+    torch.manual_seed(args.seed)
+    opt_kwargs = {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(args.opt, {})
+    dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train)
+    learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=get_opt_func(args.opt, **opt_kwargs))
+    result = lr_find(learn, start_lr=args.start_lr, max_lr=args.max_lr)
+    out = Path(args.out)
+    result.plot(out)
+    print(f"{len(result.lrs)} batches, lr {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}")
+    print(f"steepest descent at lr {result.steepest:.3g}; valley at lr {result.valley:.3g}")
+    print(f"suggested lr: {result.suggestion:.3g}  (try: lrlab fit --opt {args.opt} --lr {result.suggestion:.3g})")
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")
     opts.set_defaults(func=cmd_optimizers)
+
+    scheds = sub.add_parser("schedulers", help="list the scheduler classes torch.optim.lr_scheduler offers")
+    scheds.set_defaults(func=cmd_schedulers)
+
+    splot = sub.add_parser("sched-plot", help="plot what a schedule will do, without training")
+    splot.add_argument("name", help="onecycle | cosine | any lr_scheduler class name")
+    splot.add_argument("--steps", type=positive_int, default=100)
+    splot.add_argument("--lr", type=positive_float, default=0.06, help="base lr (max_lr for one-cycle)")
+    splot.add_argument("--opt", action="append", default=[], metavar="K=V", help="scheduler keyword, e.g. T_max=100")
+    splot.add_argument("--out", default=None, help="PNG path (default NAME.png)")
+    splot.set_defaults(func=cmd_sched_plot)
+
+    find = sub.add_parser("lr-find", help="grow the lr batch by batch, plot loss vs lr, suggest an lr")
+    find.add_argument("--opt", default="adam", choices=["adam", "sgd", "momentum", "rmsprop"])
+    find.add_argument("--bs", "--batch-size", dest="bs", type=positive_int, default=256)
+    find.add_argument("--start-lr", type=positive_float, default=1e-6)
+    find.add_argument("--max-lr", type=positive_float, default=10.0)
+    find.add_argument("--seed", type=int, default=0)
+    find.add_argument("--data-dir", default=None)
+    find.add_argument("--n-train", type=positive_int, default=None)
+    find.add_argument("--out", default="lr_find.png")
+    find.set_defaults(func=cmd_lr_find)
     return parser
 
 

@@ -45,12 +45,13 @@ class LRFinderCB(Callback):
             group["lr"] *= self.mult
 
 
-def smooth(values: list[float], beta: float = 0.7) -> list[float]:
-    """Debiased exponential moving average (as fastai's recorder smooths the loss)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, start=1):
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta**i))
+def smooth(values: list[float], half_window: int = 2) -> list[float]:
+    """Centered moving average (window shrinks at the ends): no lag, so suggestions are not shifted."""
+    n = len(values)
+    out = []
+    for i in range(n):
+        lo, hi = max(0, i - half_window), min(n, i + half_window + 1)
+        out.append(sum(values[lo:hi]) / (hi - lo))
     return out
 
 
