@@ -193,8 +193,11 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result.plot(out)
     print(f"{len(result.lrs)} batches, lr {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}")
-    print(f"steepest descent at lr {result.steepest:.3g}; valley at lr {result.valley:.3g}")
-    print(f"suggested lr: {result.suggestion:.3g}  (try: lrlab fit --opt {args.opt} --lr {result.suggestion:.3g})")
+    print(
+        f"steepest descent at lr {result.steepest:.3g}; valley at {result.valley:.3g}; lowest loss at {result.minimum:.3g}"
+    )
+    print(f"suggested one-cycle peak lr (lowest-loss lr / 2): {result.suggestion:.3g}")
+    print(f"try: lrlab fit --opt {args.opt} --sched onecycle --lr {result.suggestion:.3g}")
     print(f"wrote {out}")
     return 0
 

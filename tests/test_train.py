@@ -44,3 +44,35 @@ def test_each_optimizer_trains_from_the_cli(opt, lr, data_dir, tmp_path):
     assert main([*args, "--data-dir", str(data_dir), "--run-dir", str(tmp_path)]) == 0
     acc = json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"]
     assert acc > 0.70, f"{opt} reached only {acc}"
+
+
+def test_lr_find_suggestion_trains_to_090_with_one_cycle(data_dir):
+    from lrlab.callbacks.lr_finder import lr_find
+    from lrlab.callbacks.schedule import fit_one_cycle
+    from lrlab.optim import Adam
+
+    torch.manual_seed(0)
+    metrics = MetricsCB()
+    opt = partial(Adam, eps=1e-5, weight_decay=1e-2)
+    learn = Learner(lesson_cnn(), get_dls(256, data_dir=data_dir), lr=1e-3, cbs=[metrics], opt_func=opt)
+    result = lr_find(learn)
+    assert 1e-3 < result.suggestion < 1e-1
+    fit_one_cycle(learn, 5, result.suggestion)
+    assert metrics.history[-1]["valid_acc"] >= 0.90
+
+
+@pytest.mark.parametrize("step", ["batch", "epoch"])
+def test_cosine_per_batch_and_per_epoch_train_the_cnn(step, data_dir):
+    """The lesson: 3 epochs of cosine reach about 0.883 (per batch) / 0.887 (per epoch).
+
+    Measured here with seeds 0-2: bs 256 gives 0.885-0.890 / 0.883-0.885; bs 1024 only 0.862-0.866 / 0.867-0.873.
+    """
+    from lrlab.callbacks.schedule import EpochSchedCB
+
+    torch.manual_seed(0)
+    metrics = MetricsCB()
+    make = partial(torch.optim.lr_scheduler.CosineAnnealingLR)
+    cb = BatchSchedCB(make) if step == "batch" else EpochSchedCB(make)
+    opt = torch.optim.AdamW  # the lesson's notebook: default eps
+    Learner(lesson_cnn(), get_dls(256, data_dir=data_dir), lr=6e-2, cbs=[metrics, cb], opt_func=opt).fit(3)
+    assert metrics.history[-1]["valid_acc"] >= 0.875

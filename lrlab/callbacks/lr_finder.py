@@ -83,18 +83,30 @@ def valley(lrs: list[float], losses: list[float]) -> float:
     return lrs[min(n - 1, start + int(2 * third))]
 
 
+def minimum(lrs: list[float], losses: list[float]) -> float:
+    """The lr where the smoothed loss is lowest: the edge beyond which training stops improving."""
+    s = smooth(losses)
+    return lrs[min(range(len(s)), key=s.__getitem__)]
+
+
 @dataclass
 class LRFindResult:
-    """What the finder saw, and its two suggestions."""
+    """What the finder saw, and its suggestions.
+
+    steepest: fastest fall of the loss (a safe lr for a constant schedule); valley: fastai's pick inside the
+    longest falling stretch; minimum: lowest loss. `suggestion` is minimum / 2, the peak lr for one-cycle:
+    Smith's range test takes the largest lr that still trains as one-cycle's maximum, halved here for margin.
+    """
 
     lrs: list[float]
     losses: list[float]
     steepest: float
     valley: float
+    minimum: float
     suggestion: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.suggestion = self.valley
+        self.suggestion = self.minimum / 2
 
     def plot(self, path: str | Path = "lr_find.png"):
         """Loss against lr on a log axis, both suggestions marked; saved as PNG."""
@@ -105,7 +117,12 @@ class LRFindResult:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         ax.plot(self.lrs, self.losses, alpha=0.4, label="loss")
         ax.plot(self.lrs, smooth(self.losses), label="smoothed")
-        for name, lr, color in (("steepest", self.steepest, "C2"), ("valley", self.valley, "C3")):
+        marks = (
+            ("steepest", self.steepest, "C2"),
+            ("valley", self.valley, "C3"),
+            ("suggestion", self.suggestion, "C4"),
+        )
+        for name, lr, color in marks:
             ax.axvline(lr, color=color, linestyle="--", label=f"{name} {lr:.2g}")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
@@ -146,6 +163,5 @@ def lr_find(
                 dl.epoch = epoch
     if len(finder.lrs) < 3:
         raise ValueError(f"the finder stopped after {len(finder.lrs)} batches: too few to suggest an lr")
-    return LRFindResult(
-        finder.lrs, finder.losses, steepest(finder.lrs, finder.losses), valley(finder.lrs, finder.losses)
-    )
+    lrs, losses = finder.lrs, finder.losses
+    return LRFindResult(lrs, losses, steepest(lrs, losses), valley(lrs, losses), minimum(lrs, losses))
