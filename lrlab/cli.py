@@ -63,6 +63,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def opt_defaults(name: str) -> dict:
+    """The CLI's recipe: the lesson's eps for adaptive optimizers; Adam also gets AdamW's weight decay."""
+    return {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(name, {}).copy()
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     import torch
 
@@ -79,8 +84,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    # The lesson's eps for the adaptive optimizers; Adam also gets AdamW's default decoupled weight decay.
-    opt_kwargs = {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(args.opt, {})
+    opt_kwargs = opt_defaults(args.opt)
     opt_kwargs.update(_key_values(args.opt_arg))
     if args.compile:
         opt_kwargs["compile"] = True
@@ -186,16 +190,14 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from lrlab.optim import get_opt_func
 
     torch.manual_seed(args.seed)
-    opt_kwargs = {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(args.opt, {})
     dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train)
-    learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=get_opt_func(args.opt, **opt_kwargs))
+    learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=get_opt_func(args.opt, **opt_defaults(args.opt)))
     result = lr_find(learn, start_lr=args.start_lr, max_lr=args.max_lr)
     out = Path(args.out)
     result.plot(out)
     print(f"{len(result.lrs)} batches, lr {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}")
-    print(
-        f"steepest descent at lr {result.steepest:.3g}; valley at {result.valley:.3g}; lowest loss at {result.minimum:.3g}"
-    )
+    found = f"steepest descent at lr {result.steepest:.3g}; valley at {result.valley:.3g}"
+    print(f"{found}; lowest loss at {result.minimum:.3g}")
     print(f"suggested one-cycle peak lr (lowest-loss lr / 2): {result.suggestion:.3g}")
     print(f"try: lrlab fit --opt {args.opt} --sched onecycle --lr {result.suggestion:.3g}")
     print(f"wrote {out}")

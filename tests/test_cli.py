@@ -47,3 +47,31 @@ def test_unknown_scheduler_lists_valid_ones(data_dir, capsys):
     assert main(["fit", "--sched", "Nope", "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err
     assert "unknown scheduler 'Nope'" in err and "CosineAnnealingLR" in err and "onecycle" in err
+
+
+def test_schedulers_lists_signatures(capsys):
+    assert main(["schedulers"]) == 0
+    out = capsys.readouterr().out
+    assert "OneCycleLR(optimizer" in out and "ReduceLROnPlateau(" in out
+
+
+def test_sched_plot_writes_png(tmp_path, capsys):
+    out = tmp_path / "cos.png"
+    assert main(["sched-plot", "CosineAnnealingLR", "--steps", "120", "--opt", "T_max=100", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and "120 steps" in capsys.readouterr().out
+    assert main(["sched-plot", "onecycle", "--steps", "50", "--out", str(tmp_path / "oc.png")]) == 0
+    assert "momentum 0.85..0.95" in capsys.readouterr().out
+
+
+def test_sched_plot_past_one_cycle_end_is_clear(tmp_path, capsys):
+    code = main(
+        ["sched-plot", "OneCycleLR", "--steps", "20", "--opt", "total_steps=10", "--out", str(tmp_path / "x.png")]
+    )
+    assert code == 2 and "OneCycleLR" in capsys.readouterr().err
+
+
+def test_lr_find_cli(data_dir, tmp_path, capsys):
+    out = tmp_path / "find.png"
+    assert main(["lr-find", "--n-train", "12800", "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "suggested one-cycle peak lr" in text and out.exists()
