@@ -185,6 +185,16 @@ def test_training_reduces_loss_and_metrics_are_weighted():
     assert hist[-1]["valid_acc"] == pytest.approx(acc)
 
 
+def test_metrics_chunked_reduction_gives_the_same_numbers():
+    results = []
+    for chunk in (1, 2, 1000):
+        torch.manual_seed(0)
+        metrics = MetricsCB(chunk=chunk)
+        Learner(tiny_model(), tiny_dls(n=40, bs=16), lr=0.05, cbs=[metrics]).fit(2)
+        results.append([(r["train_acc"], r["valid_acc"], r["valid_loss"]) for r in metrics.history])
+    assert results[0] == results[1] == results[2]
+
+
 def test_metrics_without_valid_phase():
     metrics = MetricsCB()
     learner(cbs=[metrics]).fit(2, valid=False)

@@ -66,26 +66,34 @@ class MetricsCB(Callback):
 
     order = -5
 
-    def __init__(self, log: Callable[[dict], None] | None = None, accuracy: bool = True) -> None:
-        self.log, self.accuracy = log, accuracy
+    def __init__(self, log: Callable[[dict], None] | None = None, accuracy: bool = True, chunk: int = 64) -> None:
+        self.log, self.accuracy, self.chunk = log, accuracy, chunk
         self.history: list[dict] = []
 
     def before_fit(self, learn: Learner) -> None:
         self.history = []
 
     def before_epoch(self, learn: Learner) -> None:
-        self.losses, self.sizes, self.guesses, self.targets = [], [], [], []
+        self.losses, self.sizes, self.preds, self.targets = [], [], [], []
+        self.hits = 0
         if learn.training:
             self.start = time.perf_counter()
             self.row = {"epoch": learn.epoch}
 
     def after_loss(self, learn: Learner) -> None:
-        # Only keep references here; reduce once per epoch (cheap per batch, no device sync).
+        # Only keep references per batch; reduce in chunks (cheap per batch, bounded memory, no device sync).
         self.losses.append(learn.loss.detach())
         self.sizes.append(len(learn.batch[1]))
         if self.accuracy:
-            self.guesses.append(learn.preds.detach().argmax(dim=1))
+            self.preds.append(learn.preds.detach())
             self.targets.append(learn.batch[1])
+            if len(self.preds) >= self.chunk:
+                self._count_hits()
+
+    def _count_hits(self) -> None:
+        if self.preds:
+            self.hits = self.hits + (torch.cat(self.preds).argmax(dim=1) == torch.cat(self.targets)).sum()
+            self.preds, self.targets = [], []
 
     def after_epoch(self, learn: Learner) -> None:
         if not hasattr(self, "row"):
@@ -97,8 +105,8 @@ class MetricsCB(Callback):
             sizes = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
             self.row[f"{phase}_loss"] = float((torch.stack(self.losses).float() * sizes).sum()) / count
             if self.accuracy:
-                hits = (torch.cat(self.guesses) == torch.cat(self.targets)).sum()
-                self.row[f"{phase}_acc"] = float(hits) / count
+                self._count_hits()
+                self.row[f"{phase}_acc"] = float(self.hits) / count
         if not learn.training or not learn.do_valid:
             self.row["seconds"] = time.perf_counter() - self.start
             self.history.append(self.row)
