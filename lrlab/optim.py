@@ -38,14 +38,14 @@ def momentum_rule(p, g, m, *, lr, momentum=0.9, weight_decay=0.0):
 
 def rmsprop_rule(p, g, s, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
     """Divide by the root of an EMA of squared gradients. Returns (p, s)."""
-    s = alpha * s + (1 - alpha) * g * g
+    s = alpha * s + (1 - alpha) * (g * g)
     return p * (1 - lr * weight_decay) - lr * g / (s**0.5 + eps), s
 
 
 def adam_rule(p, g, m, s, step, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, bias_correction=True):
     """Momentum over RMSprop, bias-corrected for the zero start (step counts from 1). Returns (p, m, s)."""
     m = beta1 * m + (1 - beta1) * g
-    s = beta2 * s + (1 - beta2) * g * g
+    s = beta2 * s + (1 - beta2) * (g * g)
     bc1 = 1 - beta1**step if bias_correction else 1.0
     bc2 = 1 - beta2**step if bias_correction else 1.0
     p = p * (1 - lr * weight_decay) - (lr / bc1) * m / (s**0.5 / bc2**0.5 + eps)

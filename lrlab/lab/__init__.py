@@ -1,0 +1,5 @@
+"""The optimizer lab: the lesson's gradient-descent spreadsheet, as a program and as a workbook."""
+
+from lrlab.lab.engine import SHEETS, LabError, Sheet, compare, epochs_to_reach
+
+__all__ = ["SHEETS", "LabError", "Sheet", "compare", "epochs_to_reach"]

@@ -1,0 +1,46 @@
+"""The lab's data: the workbook's 29 rows, any CSV of x,y, or a fresh seeded draw of y = a*x + b."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from pathlib import Path
+
+# The 29 (x, y) rows pasted as values on every optimizer sheet of the lesson's graddesc workbook (y = 2x + 30).
+WORKBOOK_ROWS: tuple[tuple[float, float], ...] = (
+    (14, 58), (86, 202), (28, 86), (51, 132), (28, 86), (29, 88), (72, 174), (62, 154), (84, 198), (15, 60),
+    (42, 114), (62, 154), (47, 124), (35, 100), (9, 48), (38, 106), (44, 118), (99, 228), (13, 56), (21, 72),
+    (28, 86), (20, 70), (8, 46), (64, 158), (99, 228), (70, 170), (27, 84), (17, 64), (8, 46),
+)  # fmt: skip
+
+
+def load_csv(path: str | Path) -> list[tuple[float, float]]:
+    """Read x,y rows (a header line is allowed); a bad line is named in the error."""
+    rows = []
+    with open(path, newline="") as f:
+        for line_no, record in enumerate(csv.reader(f), start=1):
+            if not record or all(not cell.strip() for cell in record):
+                continue
+            if line_no == 1 and [c.strip().lower() for c in record[:2]] == ["x", "y"]:
+                continue
+            if len(record) < 2 or not record[0].strip() or not record[1].strip():
+                raise ValueError(f"{path}, line {line_no}: expected two numbers x,y, got {','.join(record)!r}")
+            try:
+                x, y = float(record[0]), float(record[1])
+            except ValueError:
+                raise ValueError(f"{path}, line {line_no}: non-numeric value in {','.join(record)!r}") from None
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError(f"{path}, line {line_no}: values must be finite, got {','.join(record)!r}")
+            rows.append((x, y))
+    if not rows:
+        raise ValueError(f"{path} holds no x,y rows")
+    return rows
+
+
+def random_rows(n: int = 29, a: float = 2.0, b: float = 30.0, seed: int | None = None) -> list[tuple[float, float]]:
+    """The data sheet's draw: x = RANDBETWEEN(1, 100), y = b + x*a, exactly (no noise)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    rng = random.Random(seed)
+    return [(float(x), b + x * a) for x in (rng.randint(1, 100) for _ in range(n))]

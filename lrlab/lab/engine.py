@@ -1,0 +1,316 @@
+"""The lesson's spreadsheet as a program: one Sheet per optimizer, with the workbook's Reset and Run.
+
+Workbook mode reproduces graddesc.xlsm exactly, quirks included (see ../shared/reference/graddesc-spec.md):
+- Run carries the weights *after 28 updates* (the last row's inputs) but the optimizer state after 29;
+- the pasted "rmse" is sqrt(SUM(err^2)), not a mean, of the epoch the sheet displays after the carry;
+- RMSprop divides by the root of the *previous* row's squared average; neither it nor Adam has an eps
+  or bias correction;
+- Reset warms the state up: momentum 1 epoch, RMSprop 2 epochs from 10000, Adam 2 rounds from (0, 10000).
+`textbook=True` is what a reader expects instead: all 29 updates carried, true root-mean-square error,
+RMSprop and Adam with eps (1e-8) and Adam with bias correction, state starting at zero, no warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lrlab.anneal import anneal_step
+from lrlab.lab.data import WORKBOOK_ROWS, load_csv, random_rows
+from lrlab.optim import adam_rule, momentum_rule, rmsprop_rule, sgd_rule
+
+SHEETS = ("basic", "momentum", "rmsprop", "adam", "adam_ann")
+# The workbook's hyperparameters after Reset: lr, beta1 (momentum EMA), beta2 (squared-gradient EMA).
+DEFAULTS = {
+    "basic": {"lr": 1e-4},
+    "momentum": {"lr": 1e-4, "beta1": 0.9},
+    "rmsprop": {"lr": 0.02, "beta2": 0.9},
+    "adam": {"lr": 1.0, "beta1": 0.9, "beta2": 0.9},
+    "adam_ann": {"lr": 1.0, "beta1": 0.9, "beta2": 0.95},
+}
+FD_STEP = 0.01  # the forward-difference bump of the basic sheet
+EPS = 1e-8  # textbook mode only
+
+
+class LabError(ValueError):
+    """A run could not continue (bad input or overflow); the sheet keeps its last finite state."""
+
+
+def check_lr(lr: float) -> float:
+    """A learning rate must be a finite number > 0."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise LabError(f"the learning rate must be a finite number > 0, got {lr!r}")
+    return float(lr)
+
+
+class Sheet:
+    """One optimizer sheet: header cells (a, b, lr, state), the 29 displayed rows, Reset and Run."""
+
+    def __init__(
+        self,
+        name: str,
+        data: str | Path | Iterable[tuple[float, float]] | None = None,
+        textbook: bool = False,
+        lr: float | None = None,
+    ) -> None:
+        if name not in SHEETS:
+            raise LabError(f"unknown sheet {name!r}; choose one of {', '.join(SHEETS)}")
+        self.name, self.textbook = name, textbook
+        if data is None:
+            rows = [(float(x), float(y)) for x, y in WORKBOOK_ROWS]
+        elif isinstance(data, (str, Path)):
+            rows = load_csv(data)
+        else:
+            rows = [(float(x), float(y)) for x, y in data]
+        if not rows:
+            raise LabError("the sheet needs at least one data row")
+        self.data: list[tuple[float, float]] = rows
+        hp = DEFAULTS[name]
+        self.beta1, self.beta2 = hp.get("beta1", 0.0), hp.get("beta2", 0.0)
+        self.has_mom = name in ("momentum", "adam", "adam_ann")
+        self.has_sq = name in ("rmsprop", "adam", "adam_ann")
+        rmsprop_row = self._row_rmsprop if textbook else self._row_rmsprop_sheet
+        self._update = {"basic": self._row_basic, "momentum": self._row_momentum, "rmsprop": rmsprop_row}.get(
+            name, self._row_adam
+        )
+        self._lr = check_lr(hp["lr"] if lr is None else lr)
+        self.reset()
+        if lr is not None:
+            self.lr = lr
+
+    @classmethod
+    def random(
+        cls, name: str, n: int = 29, a: float = 2.0, b: float = 30.0, seed: int | None = None, **kwargs
+    ) -> Sheet:
+        """A sheet on a fresh draw of the data sheet (x in 1..100, y = b + a*x)."""
+        return cls(name, random_rows(n, a, b, seed), **kwargs)
+
+    # -- header cells ---------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = check_lr(value)
+
+    @property
+    def state(self) -> dict[str, tuple[float, ...] | int]:
+        """The optimizer state as the sheet holds it: {"mom": (b, a), "sq": (b, a)} where it has them."""
+        out: dict[str, tuple[float, ...] | int] = {}
+        if self.has_mom:
+            out["mom"] = (self._s[0], self._s[1])
+        if self.has_sq:
+            out["sq"] = (self._s[2], self._s[3])
+        if self.textbook and self.name in ("adam", "adam_ann"):
+            out["step"] = self._step
+        return out
+
+    # -- one pass down the rows ---------------------------------------------------------------------
+    def _row_basic(self, x, y, b, a, s, step, lr):
+        """One row: gradients of (y - (a*x + b))^2, then the rule. Returns (err2, b', a', state', step')."""
+        pred = b + a * x
+        db = 2 * (pred - y)
+        ((b2,), (a2,)) = sgd_rule(b, db, lr=lr), sgd_rule(a, db * x, lr=lr)
+        return (y - pred) * (y - pred), b2, a2, s, step
+
+    def _row_momentum(self, x, y, b, a, s, step, lr):
+        pred = b + a * x
+        db = 2 * (pred - y)
+        b2, mb = momentum_rule(b, db, s[0], lr=lr, momentum=self.beta1)
+        a2, ma = momentum_rule(a, db * x, s[1], lr=lr, momentum=self.beta1)
+        return (y - pred) * (y - pred), b2, a2, (mb, ma, 0.0, 0.0), step
+
+    def _row_rmsprop_sheet(self, x, y, b, a, s, step, lr):
+        """The workbook's RMSprop: divide by the root of the *previous* row's squared average, no eps."""
+        pred = b + a * x
+        db = 2 * (pred - y)
+        da = db * x
+        sb, sa, beta = s[2], s[3], self.beta2
+        b2, a2 = b - db * lr / math.sqrt(sb), a - da * lr / math.sqrt(sa)
+        s2 = (0.0, 0.0, sb * beta + (1 - beta) * (db * db), sa * beta + (1 - beta) * (da * da))
+        return (y - pred) * (y - pred), b2, a2, s2, step
+
+    def _row_rmsprop(self, x, y, b, a, s, step, lr):
+        pred = b + a * x
+        db = 2 * (pred - y)
+        b2, sb = rmsprop_rule(b, db, s[2], lr=lr, alpha=self.beta2, eps=EPS)
+        a2, sa = rmsprop_rule(a, db * x, s[3], lr=lr, alpha=self.beta2, eps=EPS)
+        return (y - pred) * (y - pred), b2, a2, (0.0, 0.0, sb, sa), step
+
+    def _row_adam(self, x, y, b, a, s, step, lr):
+        """Adam; the workbook's has no eps and no bias correction, the textbook's has both."""
+        pred = b + a * x
+        db = 2 * (pred - y)
+        step += 1
+        eps, corrected = (EPS, True) if self.textbook else (0.0, False)
+        hp = dict(lr=lr, beta1=self.beta1, beta2=self.beta2, eps=eps, bias_correction=corrected)
+        b2, mb, sb = adam_rule(b, db, s[0], s[2], step, **hp)
+        a2, ma, sa = adam_rule(a, db * x, s[1], s[3], step, **hp)
+        return (y - pred) * (y - pred), b2, a2, (mb, ma, sb, sa), step
+
+    def _pass(self, b: float, a: float, s: tuple, step: int, lr: float):
+        """A whole epoch from a header: (sse, last inputs, last outputs, state after the last row, step)."""
+        update = self._update
+        sse = 0.0
+        b_in = a_in = 0.0
+        try:
+            for x, y in self.data:
+                b_in, a_in = b, a
+                err2, b, a, s, step = update(x, y, b, a, s, step, lr)
+                sse += err2
+        except (ZeroDivisionError, OverflowError):
+            return math.nan, (b_in, a_in), (math.nan, math.nan), s, step
+        return sse, (b_in, a_in), (b, a), s, step
+
+    def _carry(self, done: tuple, lr: float, epoch: int, header: tuple) -> tuple:
+        """Run's copy-paste from one finished pass, checked finite (else name the epoch and row)."""
+        sse, (b_in, a_in), (b_out, a_out), s2, step2 = done
+        nb, na = (b_out, a_out) if self.textbook else (b_in, a_in)
+        if not all(math.isfinite(v) for v in (sse, nb, na, *s2)):
+            raise LabError(self._overflow_message(*header, lr, epoch))
+        return nb, na, s2, step2
+
+    def _first_bad_row(self, b, a, s, step, lr) -> int:
+        """The 1-based data row at which a pass from this header stops being finite."""
+        for row, (x, y) in enumerate(self.data, start=1):
+            try:
+                err2, b, a, s, step = self._update(x, y, b, a, s, step, lr)
+            except (ZeroDivisionError, OverflowError):
+                return row
+            if not all(math.isfinite(v) for v in (err2, b, a, *s)):
+                return row
+        return len(self.data)
+
+    def _overflow_message(self, b, a, s, step, lr, epoch) -> str:
+        row = self._first_bad_row(b, a, s, step, lr)
+        x, y = self.data[row - 1]
+        return (
+            f"{self.name}: the run overflowed to inf/NaN at epoch {epoch}, data row {row} (x={x:g}, y={y:g}) "
+            f"with lr {lr:g}; the sheet keeps its last finite state (try a smaller lr)"
+        )
+
+    def _rmse(self, b, a, s, step, lr) -> float:
+        sse = self._pass(b, a, s, step, lr)[0]
+        return math.sqrt(sse / len(self.data)) if self.textbook else math.sqrt(sse)
+
+    # -- the buttons ----------------------------------------------------------------------------------
+    def reset(self) -> Sheet:
+        """The workbook's Reset: a = b = 1, the sheet's lr, and its state warm-up; history cleared."""
+        self.a = self.b = 1.0
+        self._step = 0
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.best_measure = math.inf  # adam_ann's prev_grad2
+        if self.name != "rmsprop":  # rmsprop's Reset leaves lr alone
+            self._lr = DEFAULTS[self.name]["lr"]
+        start = 0.0 if self.textbook else 10000.0
+        s = (0.0, 0.0, start, start)
+        if not self.textbook:
+            s = self._warm_up(s)
+        self._s = s
+        return self
+
+    def _warm_up(self, s: tuple) -> tuple:
+        """Reset's state warm-up, pass by pass as the macros recalculate (weights stay at 1)."""
+        one, lr = (1.0, 1.0), self._lr
+
+        def out(state):
+            return self._pass(*one, state, 0, lr)[3]
+
+        if self.name == "momentum":
+            return out(s)
+        if self.name == "rmsprop":
+            return out(out(s))
+        if self.name == "adam":  # automatic mode: each single copy recalculates before the next
+            m, sq = s[:2], s[2:]
+            for _ in range(2):
+                sq = out((*m, *sq))[2:]
+                m = out((*m, *sq))[:2]
+            return (*m, *sq)
+        if self.name == "adam_ann":  # manual mode: both copies read one calculation
+            s1 = out(s)
+            s2 = out(s1)
+            self.best_measure = math.sqrt(s1[2]) + math.sqrt(s1[3])  # prev_grad2 from the first warm-up
+            return s2
+        return s
+
+    def run(self, epochs: int = 5) -> Sheet:
+        """The Run button (5 epochs), or any number: carry weights and state, paste the rmse, anneal."""
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise LabError(f"epochs must be an integer >= 1, got {epochs!r}")
+        b, a, s, step, lr = self.b, self.a, self._s, self._step, self._lr
+        done = self._pass(b, a, s, step, lr)  # the epoch the sheet displays now
+        for _ in range(epochs):
+            epoch = self.epoch + 1
+            b, a, s, step = self._carry(done, lr, epoch, (b, a, s, step))
+            record = {"epoch": epoch, "b": b, "a": a, "lr": lr}
+            if self.name == "adam_ann":
+                measure = math.sqrt(s[2]) + math.sqrt(s[3])  # avg_grad2 of the state just carried in
+                decision = anneal_step(measure, self.best_measure, lr)
+                record.update(gradrat=decision.ratio, next_lr=decision.new_lr)
+                self.best_measure, lr = decision.best, decision.new_lr
+            done = self._pass(b, a, s, step, lr)  # the new display: its sse is the pasted rmse, and the next carry
+            record["rmse"] = math.sqrt(done[0] / len(self.data)) if self.textbook else math.sqrt(done[0])
+            self.b, self.a, self._s, self._step, self._lr, self.epoch = b, a, s, step, lr, epoch
+            self.history.append(record)
+        return self
+
+    # -- what the sheet displays --------------------------------------------------------------------
+    @property
+    def rows(self) -> list[dict]:
+        """The epoch the sheet shows for the current header: one dict per data row, spreadsheet columns."""
+        out = []
+        b, a, s, step, lr = self.b, self.a, self._s, self._step, self._lr
+        for x, y in self.data:
+            err2, b2, a2, s2, step = self._update(x, y, b, a, s, step, lr)
+            pred = b + a * x
+            row = {"x": x, "y": y, "b": b, "a": a, "pred": pred, "err2": err2, "db": 2 * (pred - y)}
+            row["da"] = row["db"] * x
+            if self.name == "basic":
+                row["fd_db"] = ((((b + FD_STEP) + x * a) - y) ** 2 - err2) / FD_STEP
+                row["fd_da"] = ((((a + FD_STEP) * x + b) - y) ** 2 - err2) / FD_STEP
+            if self.has_mom:
+                row["mom_b"], row["mom_a"] = s2[0], s2[1]
+            if self.has_sq:
+                row["sq_b"], row["sq_a"] = s2[2], s2[3]
+            row["new_b"], row["new_a"] = b2, a2
+            out.append(row)
+            b, a, s = b2, a2, s2
+        return out
+
+    @property
+    def rmse(self) -> float:
+        """The displayed epoch's error: sqrt(SUM(err^2)) in workbook mode, a true RMSE in textbook mode."""
+        return self._rmse(self.b, self.a, self._s, self._step, self._lr)
+
+    def __repr__(self) -> str:
+        mode = "textbook" if self.textbook else "workbook"
+        return f"Sheet({self.name!r}, {mode}, epoch={self.epoch}, a={self.a:.6g}, b={self.b:.6g}, lr={self._lr:g})"
+
+
+def epochs_to_reach(
+    sheet: Sheet, a_tol: float = 0.01, b_tol: float = 0.1, cap: int = 10_000, true_a: float = 2.0, true_b: float = 30.0
+) -> int | None:
+    """Run (from the sheet's current state) until |a-2| < a_tol and |b-30| < b_tol; None past the cap."""
+    for _ in range(cap):
+        if abs(sheet.a - true_a) < a_tol and abs(sheet.b - true_b) < b_tol:
+            return sheet.epoch
+        try:
+            sheet.run(1)
+        except LabError:
+            return None
+    return sheet.epoch if abs(sheet.a - true_a) < a_tol and abs(sheet.b - true_b) < b_tol else None
+
+
+def compare(names: Sequence[str] = SHEETS, cap: int = 10_000, data=None, textbook: bool = False) -> list[dict]:
+    """Every sheet from Reset: epochs needed to reach |a-2| < 0.01 and |b-30| < 0.1 (None past the cap)."""
+    results = []
+    for name in names:
+        sheet = Sheet(name, data=data, textbook=textbook)
+        n = epochs_to_reach(sheet, cap=cap)
+        results.append(
+            {"sheet": name, "epochs": n, "a": sheet.a, "b": sheet.b, "lr": sheet.lr, "history": sheet.history}
+        )
+    return results
