@@ -29,6 +29,21 @@ DEFAULTS = {
     "adam": {"lr": 1.0, "beta1": 0.9, "beta2": 0.9},
     "adam_ann": {"lr": 1.0, "beta1": 0.9, "beta2": 0.95},
 }
+# Reset's warm-up as the macros do it: each pass's input state, per part (momentum, squares), comes from
+# "init" (0 for momentum, 10000 for squares), or ("out", j): the state after pass j's last row.
+# Automatic-mode macros (adam) recalculate after each single copy; manual-mode ones (adam_ann) copy both
+# parts from one calculation. "final" is the header state Reset leaves; weights stay at 1 throughout.
+WARMUPS: dict[str, dict] = {
+    "basic": {"passes": [], "final": ("init", "init")},
+    "momentum": {"passes": [("init", "init")], "final": (("out", 0), "init")},
+    "rmsprop": {"passes": [("init", "init"), ("init", ("out", 0))], "final": ("init", ("out", 1))},
+    "adam": {
+        "passes": [("init", "init"), ("init", ("out", 0)), (("out", 1), ("out", 0)), (("out", 1), ("out", 2))],
+        "final": (("out", 3), ("out", 2)),
+    },
+    # adam_ann's prev_grad2 comes from the state that pass 1 reads (the first warm-up's output)
+    "adam_ann": {"passes": [("init", "init"), (("out", 0), ("out", 0))], "final": (("out", 1), ("out", 1))},
+}
 FD_STEP = 0.01  # the forward-difference bump of the basic sheet
 EPS = 1e-8  # textbook mode only
 
@@ -205,36 +220,28 @@ class Sheet:
         self.best_measure = math.inf  # adam_ann's prev_grad2
         if self.name != "rmsprop":  # rmsprop's Reset leaves lr alone
             self._lr = DEFAULTS[self.name]["lr"]
-        start = 0.0 if self.textbook else 10000.0
-        s = (0.0, 0.0, start, start)
-        if not self.textbook:
-            s = self._warm_up(s)
-        self._s = s
+        self.warmup_states = []
+        self._s = (0.0, 0.0, 0.0, 0.0) if self.textbook else self._warm_up((0.0, 0.0, 10000.0, 10000.0))
         return self
 
-    def _warm_up(self, s: tuple) -> tuple:
-        """Reset's state warm-up, pass by pass as the macros recalculate (weights stay at 1)."""
-        one, lr = (1.0, 1.0), self._lr
+    def _warm_up(self, init: tuple) -> tuple:
+        """Reset's state warm-up, pass by pass as the macros recalculate (see WARMUPS)."""
+        recipe, lr = WARMUPS[self.name], self._lr
+        outs: list[tuple] = []
+        self.warmup_states: list[tuple] = []  # the state each pass read (the export writes them as blocks)
 
-        def out(state):
-            return self._pass(*one, state, 0, lr)[3]
+        def pick(sources: tuple) -> tuple:
+            mom, sq = (init if src == "init" else outs[src[1]] for src in sources)
+            return (mom[0], mom[1], sq[2], sq[3])
 
-        if self.name == "momentum":
-            return out(s)
-        if self.name == "rmsprop":
-            return out(out(s))
-        if self.name == "adam":  # automatic mode: each single copy recalculates before the next
-            m, sq = s[:2], s[2:]
-            for _ in range(2):
-                sq = out((*m, *sq))[2:]
-                m = out((*m, *sq))[:2]
-            return (*m, *sq)
-        if self.name == "adam_ann":  # manual mode: both copies read one calculation
-            s1 = out(s)
-            s2 = out(s1)
-            self.best_measure = math.sqrt(s1[2]) + math.sqrt(s1[3])  # prev_grad2 from the first warm-up
-            return s2
-        return s
+        for sources in recipe["passes"]:
+            state = pick(sources)
+            self.warmup_states.append(state)
+            outs.append(self._pass(1.0, 1.0, state, 0, lr)[3])
+        if self.name == "adam_ann":
+            seen = self.warmup_states[1]
+            self.best_measure = math.sqrt(seen[2]) + math.sqrt(seen[3])
+        return pick(recipe["final"])
 
     def run(self, epochs: int = 5) -> Sheet:
         """The Run button (5 epochs), or any number: carry weights and state, paste the rmse, anneal."""
@@ -261,16 +268,21 @@ class Sheet:
     @property
     def rows(self) -> list[dict]:
         """The epoch the sheet shows for the current header: one dict per data row, spreadsheet columns."""
+        return self.display(self.b, self.a, self._s, self._step, self._lr)
+
+    def display(self, b: float, a: float, s: tuple, step: int, lr: float) -> list[dict]:
+        """The rows of one pass from any header (b, a, state, step, lr)."""
         out = []
-        b, a, s, step, lr = self.b, self.a, self._s, self._step, self._lr
         for x, y in self.data:
             err2, b2, a2, s2, step = self._update(x, y, b, a, s, step, lr)
             pred = b + a * x
             row = {"x": x, "y": y, "b": b, "a": a, "pred": pred, "err2": err2, "db": 2 * (pred - y)}
             row["da"] = row["db"] * x
-            if self.name == "basic":
-                row["fd_db"] = ((((b + FD_STEP) + x * a) - y) ** 2 - err2) / FD_STEP
-                row["fd_da"] = ((((a + FD_STEP) * x + b) - y) ** 2 - err2) / FD_STEP
+            if self.name == "basic":  # forward differences: the squared error with b, then a, bumped
+                row["err_b_bumped"] = (((b + FD_STEP) + x * a) - y) ** 2
+                row["err_a_bumped"] = (((a + FD_STEP) * x + b) - y) ** 2
+                row["fd_db"] = (row["err_b_bumped"] - err2) / FD_STEP
+                row["fd_da"] = (row["err_a_bumped"] - err2) / FD_STEP
             if self.has_mom:
                 row["mom_b"], row["mom_a"] = s2[0], s2[1]
             if self.has_sq:
