@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -204,6 +205,62 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from lrlab.lab import SHEETS, Sheet, compare
+    from lrlab.lab.report import compare_table, history_table, plot_compare, plot_paths, plot_rmse, rows_table
+
+    out = Path(args.out)
+    if args.target == "export":
+        from lrlab.lab.export import export_workbook
+
+        if not args.file:
+            raise ValueError("lrlab lab export needs a file name, e.g. lrlab lab export graddesc.xlsx")
+        cells = export_workbook(args.file, epochs=args.epochs or 10, data=args.data)
+        print(
+            f"wrote {args.file}: {len(SHEETS)} optimizer sheets, {args.epochs or 10} epochs each, "
+            f"{len(cells):,} live formula cells"
+        )
+        return 0
+    if args.target == "compare":
+        results = compare(cap=args.cap, data=args.data, textbook=args.textbook)
+        print(compare_table(results, args.cap))
+        data = Sheet("basic", data=args.data).data
+        for res in results:
+            plot_rmse(_sheet_from(res, args), out / f"rmse-{res['sheet']}.png")
+        plot_compare(results, out / "compare.png")
+        plot_paths(results, data, out / "paths.png")
+        print(f"wrote {out}/compare.png, paths.png, rmse-<sheet>.png")
+        return 0
+    sheet = Sheet(args.target, data=args.data, textbook=args.textbook)
+    if args.lr is not None:
+        sheet.lr = args.lr
+    for _ in range(args.runs):
+        sheet.run(args.epochs or 5)
+    mode = "textbook" if args.textbook else "workbook"
+    print(f"{sheet.name} ({mode}): Reset, then {args.runs} Run(s) of {args.epochs or 5} epochs")
+    print(history_table(sheet))
+    print(
+        f"now: a = {sheet.a:.6g}, b = {sheet.b:.6g}, lr = {sheet.lr:g}"
+        + "".join(
+            f", {k} = {tuple(round(v, 6) for v in val)}" for k, val in sheet.state.items() if isinstance(val, tuple)
+        )
+    )
+    if args.rows:
+        print(rows_table(sheet))
+    plot_rmse(sheet, out / f"rmse-{sheet.name}.png")
+    print(f"wrote {out}/rmse-{sheet.name}.png")
+    return 0
+
+
+def _sheet_from(result: dict, args: argparse.Namespace):
+    """A sheet holding a compare() result's history, for its chart."""
+    from lrlab.lab import Sheet
+
+    sheet = Sheet(result["sheet"], data=args.data, textbook=args.textbook)
+    sheet.history = result["history"]
+    return sheet
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--n-train", type=positive_int, default=None)
     find.add_argument("--out", default="lr_find.png")
     find.set_defaults(func=cmd_lr_find)
+
+    lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare all five, export a workbook")
+    lab.add_argument("target", help="basic | momentum | rmsprop | adam | adam_ann | compare | export")
+    lab.add_argument("file", nargs="?", help="the .xlsx to write (export)")
+    lab.add_argument("--runs", type=positive_int, default=1, help="how many times to press Run")
+    lab.add_argument("--epochs", type=positive_int, default=None, help="epochs per Run (5) / exported (10)")
+    lab.add_argument("--lr", type=positive_float, default=None, help="set the lr after Reset, as by hand")
+    lab.add_argument("--textbook", action="store_true", help="the clean version instead of the workbook's")
+    lab.add_argument("--rows", action="store_true", help="print the rows the sheet displays")
+    lab.add_argument("--data", default=None, help="a CSV of x,y rows instead of the workbook's 29")
+    lab.add_argument("--cap", type=positive_int, default=10_000, help="compare: give up after this many epochs")
+    lab.add_argument("--out", default="runs/lab", help="folder for the charts")
+    lab.set_defaults(func=cmd_lab)
     return parser
 
 
@@ -263,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
     except (ValueError, DataError) as e:
         print(f"lrlab: error: {e}", file=sys.stderr)
         return 2

@@ -107,15 +107,22 @@ OVERVIEW = [
 
 
 def export_workbook(
-    path: str | Path, epochs: int = 10, names: Sequence[str] = SHEETS, data: Iterable | None = None
+    path: str | Path,
+    epochs: int = 10,
+    names: Sequence[str] = SHEETS,
+    data: Iterable | str | Path | None = None,
+    lrs: dict[str, float] | None = None,
 ) -> dict[tuple[str, str], float]:
-    """Write the .xlsx; return the engine's value for every formula cell, keyed by (sheet, cell)."""
+    """Write the .xlsx; return the engine's value for every formula cell, keyed by (sheet, cell).
+
+    `lrs` sets a sheet's lr after Reset (as typed into its lr cell); the warm-up keeps the Reset lr."""
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     unknown = [n for n in names if n not in SHEETS]
     if unknown:
         raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(SHEETS)}")
-    sheets = {name: Sheet(name, data=data) for name in names}
+    lrs = lrs or {}
+    sheets = {name: Sheet(name, data=data, lr=lrs.get(name)) for name in names}
     rows = next(iter(sheets.values())).data
     wb = Workbook()
     overview = wb.active

@@ -1,0 +1,94 @@
+"""The exported workbook recomputes in LibreOffice to the engine's numbers, cell for cell."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+
+import pytest
+from openpyxl import load_workbook
+
+from lrlab.cli import main
+from lrlab.lab import SHEETS
+from lrlab.lab.export import export_workbook, find_soffice, read_values, recalculate
+from tests.conftest import require
+
+
+def formula_cells(path):
+    wb = load_workbook(path)
+    return {
+        (ws.title, c.coordinate)
+        for ws in wb.worksheets
+        for row in ws.iter_rows()
+        for c in row
+        if isinstance(c.value, str) and c.value.startswith("=")
+    }
+
+
+def assert_matches(expected, got, rel=1e-9):
+    worst = 0.0
+    for key, value in expected.items():
+        computed = got.get(key)
+        assert isinstance(computed, (int, float)), f"{key}: LibreOffice gave {computed!r}, engine {value!r}"
+        if value == 0:
+            assert abs(computed) < 1e-12, key
+            continue
+        diff = abs(computed - value) / abs(value)
+        worst = max(worst, diff)
+        assert diff <= rel, f"{key}: LibreOffice {computed!r} vs engine {value!r}"
+    return worst
+
+
+@pytest.fixture(scope="module")
+def soffice():
+    require(find_soffice() is not None, "LibreOffice (soffice) not installed: apt-get install libreoffice-calc-nogui")
+
+
+def test_export_structure(tmp_path):
+    path = tmp_path / "lab.xlsx"
+    expected = export_workbook(path, epochs=4)
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["Overview", "data", *SHEETS]
+    assert formula_cells(path) == set(expected)  # every formula has an engine value, and vice versa
+    assert wb["basic"]["F1"].value == 1e-4 and wb["adam"]["D2"].value == 1.0 and wb["adam_ann"]["L1"].value == 0.95
+    assert wb["basic"]["M5"].value == "=D5-L5*$F$1"  # the original's formula shape
+    with zipfile.ZipFile(path) as z:
+        charts = [n for n in z.namelist() if n.startswith("xl/charts/chart")]
+    assert len(charts) == len(SHEETS)
+
+
+def test_libreoffice_recomputes_every_formula_cell_like_the_engine(tmp_path, soffice):
+    path = tmp_path / "lab.xlsx"
+    expected = export_workbook(path, epochs=10)
+    got = read_values(recalculate(path, tmp_path / "out"))
+    worst = assert_matches(expected, got)
+    assert len(expected) > 20_000 and worst < 1e-9
+
+
+def test_editing_the_lr_recomputes_every_epoch(tmp_path, soffice):
+    """Type new learning rates into the workbook; LibreOffice's values equal the engine run at those lrs."""
+    lrs = {"basic": 2e-4, "rmsprop": 0.01, "adam": 0.3, "adam_ann": 0.5}
+    path = tmp_path / "edit.xlsx"
+    export_workbook(path, epochs=6)
+    wb = load_workbook(path)
+    for name, lr in lrs.items():
+        wb[name]["F1" if name == "basic" else "D2"] = lr
+    wb.save(path)
+    got = read_values(recalculate(path, tmp_path / "out"))
+    expected = export_workbook(tmp_path / "ref.xlsx", epochs=6, lrs=lrs)
+    assert_matches(expected, got)
+    assert not math.isclose(got[("adam", "Q7")], export_workbook(tmp_path / "d.xlsx", epochs=6)[("adam", "Q7")])
+
+
+def test_cli_export(tmp_path, capsys):
+    path = tmp_path / "g.xlsx"
+    assert main(["lab", "export", str(path), "--epochs", "3"]) == 0
+    assert path.exists() and "live formula cells" in capsys.readouterr().out
+    assert main(["lab", "export"]) == 2
+
+
+def test_export_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="epochs"):
+        export_workbook(tmp_path / "x.xlsx", epochs=0)
+    with pytest.raises(ValueError, match="unknown sheet 'sgd'"):
+        export_workbook(tmp_path / "x.xlsx", names=["sgd"])
