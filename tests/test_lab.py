@@ -225,3 +225,29 @@ def test_every_sheet_runs_from_reset():
     for name in SHEETS:
         s = Sheet(name).run()
         assert len(s.history) == 5 and all(math.isfinite(h["rmse"]) for h in s.history)
+
+
+def test_cli_lab_sheet_and_compare(tmp_path, capsys):
+    from lrlab.cli import main
+
+    assert main(["lab", "basic", "--rows", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1.066648   2.57414" in out and "fd_db" in out and (tmp_path / "rmse-basic.png").exists()
+    assert main(["lab", "adam", "--lr", "0.1", "--runs", "2", "--epochs", "3", "--out", str(tmp_path)]) == 0
+    assert "Run(s) of 3 epochs" in capsys.readouterr().out
+    assert main(["lab", "compare", "--cap", "4000", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "adam_ann" in out and "not within 4000" in out and " 20 " in out
+    for name in ("compare.png", "paths.png", "rmse-adam_ann.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert main(["lab", "nope"]) == 2
+    assert "choose one of basic" in capsys.readouterr().err
+
+
+def test_tables_round_like_a_spreadsheet():
+    from lrlab.lab.report import cell, history_table, rows_table
+
+    assert cell(1.0666479742323505) == "1.066648" and cell(0.0001) == "0.0001" and cell(1.5e-7) == "1.5000E-07"
+    s = Sheet("adam_ann").run(3)
+    assert "gradrat" in history_table(s).splitlines()[0]
+    assert len(rows_table(s).splitlines()) == 30

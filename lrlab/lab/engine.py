@@ -85,6 +85,7 @@ class Sheet:
         self.beta1, self.beta2 = hp.get("beta1", 0.0), hp.get("beta2", 0.0)
         self.has_mom = name in ("momentum", "adam", "adam_ann")
         self.has_sq = name in ("rmsprop", "adam", "adam_ann")
+        self._adam_hp: dict = {"lr": None}
         rmsprop_row = self._row_rmsprop if textbook else self._row_rmsprop_sheet
         self._update = {"basic": self._row_basic, "momentum": self._row_momentum, "rmsprop": rmsprop_row}.get(
             name, self._row_adam
@@ -159,8 +160,10 @@ class Sheet:
         pred = b + a * x
         db = 2 * (pred - y)
         step += 1
-        eps, corrected = (EPS, True) if self.textbook else (0.0, False)
-        hp = dict(lr=lr, beta1=self.beta1, beta2=self.beta2, eps=eps, bias_correction=corrected)
+        hp = self._adam_hp
+        if hp["lr"] != lr:  # built once per lr, not per row
+            eps, corrected = (EPS, True) if self.textbook else (0.0, False)
+            hp = self._adam_hp = dict(lr=lr, beta1=self.beta1, beta2=self.beta2, eps=eps, bias_correction=corrected)
         b2, mb, sb = adam_rule(b, db, s[0], s[2], step, **hp)
         a2, ma, sa = adam_rule(a, db * x, s[1], s[3], step, **hp)
         return (y - pred) * (y - pred), b2, a2, (mb, ma, sb, sa), step
