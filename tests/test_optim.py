@@ -275,3 +275,24 @@ def test_lr_zero_is_allowed_and_moves_nothing():
     p.grad = torch.ones(2)
     opt.step()
     assert torch.equal(p.detach(), torch.ones(2)) and math.isfinite(opt.state[p]["exp_avg"].sum().item())
+
+
+def test_compiled_path_equals_torch_and_never_recompiles_on_lr_change():
+    """compile=True: the pure rule under torch.compile (one compile, then schedulers change lr freely)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    init, grads = init_params(), grad_stream(SHAPES, 30)
+    hp = dict(lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01)
+    ours, opt = run(lambda ps: Adam(two_groups(1e-2, 2e-3)(ps), compile=True, **hp), init, grads)
+    theirs, _ = run(lambda ps: torch.optim.AdamW(two_groups(1e-2, 2e-3)(ps), **hp), init, grads)
+    assert_rel(ours, theirs, 1e-5)
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames
+    mom, _ = run(lambda ps: Momentum(ps, lr=0.05, compile=True), init, grads[:5])
+    ref, _ = run(lambda ps: Momentum(ps, lr=0.05, impl="reference"), init, grads[:5])
+    assert_rel(mom, ref, 1e-6)
