@@ -261,6 +261,35 @@ def _sheet_from(result: dict, args: argparse.Namespace):
     return sheet
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lrlab.compare import PRESETS, get_configs, run_grid, write_report
+    from lrlab.data import get_dls
+    from lrlab.models import lesson_cnn
+
+    names = args.configs.split(",") if args.configs else PRESETS[args.preset]
+    configs = get_configs(names)
+    load = {}
+
+    def make_dls(seed: int):
+        if "dls" not in load:
+            load["dls"] = get_dls(args.bs, data_dir=args.data_dir, n_train=args.n_train, n_valid=args.n_valid)
+        dls = load["dls"]
+        dls.train.seed, dls.train.epoch = seed, 0
+        return dls
+
+    seeds = list(range(args.seeds))
+    print(f"{len(configs)} configs x {len(seeds)} seeds, {args.epochs} epochs each, lesson CNN")
+    results = run_grid(configs, seeds, args.epochs, make_dls, lesson_cnn)
+    notes = (
+        f"lesson CNN on Fashion-MNIST, batch size {args.bs}, {args.epochs} epochs, seeds {seeds}; "
+        f"test accuracy on the {len(make_dls(0).valid.ds):,} test images"
+    )
+    path = write_report(results, args.out, "lrlab compare", notes)
+    print(Path(path).read_text().split("\n\n")[2])
+    print(f"wrote {path}, report.html and plots in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--cap", type=positive_int, default=10_000, help="compare: give up after this many epochs")
     lab.add_argument("--out", default="runs/lab", help="folder for the charts")
     lab.set_defaults(func=cmd_lab)
+
+    cmp = sub.add_parser("compare", help="a grid of lr strategies x seeds on Fashion-MNIST, with a report")
+    cmp.add_argument("--preset", default="lesson", choices=["lesson"])
+    cmp.add_argument("--configs", default=None, help="comma-separated config names instead of the preset")
+    cmp.add_argument("--seeds", type=positive_int, default=3)
+    cmp.add_argument("--epochs", type=positive_int, default=5)
+    cmp.add_argument("--bs", type=positive_int, default=256)
+    cmp.add_argument("--n-train", type=positive_int, default=None)
+    cmp.add_argument("--n-valid", type=positive_int, default=None)
+    cmp.add_argument("--data-dir", default=None)
+    cmp.add_argument("--out", default="runs/compare")
+    cmp.set_defaults(func=cmd_compare)
     return parser
 
 

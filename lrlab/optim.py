@@ -273,7 +273,9 @@ class RMSProp(RuleOptimizer):
 
 
 class Adam(RuleOptimizer):
-    """Adam with bias correction; weight decay is decoupled, so with weight_decay > 0 it is AdamW."""
+    """Adam with bias correction; weight decay is decoupled, so with weight_decay > 0 it is AdamW.
+
+    bias_correction=False, eps=0 is the spreadsheet's Adam (lrlab.lab's adam sheets)."""
 
     rule = staticmethod(adam_rule)
     state_names = ("exp_avg", "exp_avg_sq")
@@ -285,14 +287,22 @@ class Adam(RuleOptimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        bias_correction: bool = True,
         impl: str = "foreach",
         compile: bool = False,
     ) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay), impl, compile)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, bias_correction=bias_correction)
+        super().__init__(params, defaults, impl, compile)
 
     def hypers(self, group, steps) -> dict:
         beta1, beta2 = group["betas"]
-        return {**super().hypers(group, steps), "beta1": beta1, "beta2": beta2, "eps": group["eps"]}
+        return {
+            **super().hypers(group, steps),
+            "beta1": beta1,
+            "beta2": beta2,
+            "eps": group["eps"],
+            "bias_correction": group["bias_correction"],
+        }
 
     def rule_args(self, states, steps) -> list[list]:
         return [*states, steps]
@@ -305,7 +315,10 @@ class Adam(RuleOptimizer):
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
         _decay(params, lr, group["weight_decay"])
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        if all(s == steps[0] for s in steps):
+        if not group["bias_correction"]:  # the spreadsheet's Adam
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denom, -lr)
+        elif all(s == steps[0] for s in steps):
             bc1, bc2_root = 1 - beta1 ** steps[0], math.sqrt(1 - beta2 ** steps[0])
             torch._foreach_div_(denom, bc2_root)
             torch._foreach_add_(denom, eps)
