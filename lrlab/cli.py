@@ -69,6 +69,24 @@ def opt_defaults(name: str) -> dict:
     return {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(name, {}).copy()
 
 
+def initialized_model(args: argparse.Namespace, dls):
+    """The lesson CNN with or without BatchNorm, initialized as asked (kaiming | lsuv | default)."""
+    from torch import nn
+
+    from lrlab.models import lesson_cnn, lsuv_init
+
+    model = lesson_cnn(norm=not args.no_norm)
+    if args.init == "default":  # PyTorch's own init instead of Kaiming
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.reset_parameters()
+    elif args.init == "lsuv":
+        xb, _ = next(iter(dls.train))
+        dls.train.epoch = 0  # the peek must not shift the shuffling
+        lsuv_init(model, xb)
+    return model
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     import torch
 
@@ -77,7 +95,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
     from lrlab.data import get_dls
     from lrlab.learner import Learner
-    from lrlab.models import lesson_cnn, n_params
+    from lrlab.models import n_params
     from lrlab.optim import get_opt_func
     from lrlab.plots import plot_losses
     from lrlab.schedules import sched_func
@@ -92,10 +110,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     opt_func = get_opt_func(args.opt, **opt_kwargs)
     make_sched, natural_step = sched_func(args.sched, args.lr, **_key_values(args.sched_arg))
     dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
-    model = lesson_cnn()
+    model = initialized_model(args, dls)
 
     print(
-        f"lesson CNN ({n_params(model):,} parameters), {args.opt}, lr {args.lr:g}, schedule {args.sched}, "
+        f"lesson CNN{' without BatchNorm' if args.no_norm else ''} ({n_params(model):,} parameters, {args.init} init), "
+        f"{args.opt}, lr {args.lr:g}, schedule {args.sched}, "
         f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
     )
     print(
@@ -111,6 +130,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
     if args.progress and sys.stderr.isatty():
         cbs.append(ProgressCB())
+    if args.stats:
+        from lrlab.callbacks.stats import ActivationStats, GradientStats
+
+        act_stats, grad_stats = ActivationStats(), GradientStats()
+        cbs += [act_stats, grad_stats]
     learn = Learner(model, dls, lr=args.lr, cbs=cbs, opt_func=opt_func)
     start = time.perf_counter()
     learn.fit(args.epochs)
@@ -134,8 +158,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     plot_losses(metrics.history, recorder.recs["loss"], run_dir / "loss.png")
     recorder.plot(run_dir / "schedule.png", keys=["lr", "mom"])
+    written = ["metrics.json", "loss.png", "schedule.png"]
+    if args.stats:
+        act_stats.color_dim(run_dir / "color_dim.png")
+        act_stats.dead_chart(run_dir / "dead.png")
+        act_stats.plot_stats(run_dir / "stats.png")
+        grad_stats.color_dim(run_dir / "grad_color_dim.png")
+        summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
     print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
-    print(f"wrote {run_dir}/metrics.json, loss.png, schedule.png")
+    print(f"wrote {run_dir}/" + ", ".join(written))
     return 0
 
 
@@ -313,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default="runs", help="parent folder of the run folder")
     fit.add_argument("--run-dir", default=None, help="exact run folder (overrides --out)")
     fit.add_argument("--no-progress", dest="progress", action="store_false")
+    fit.add_argument("--stats", action="store_true", help="record activation and gradient statistics, save plots")
+    fit.add_argument("--init", choices=["kaiming", "lsuv", "default"], default="kaiming")
+    fit.add_argument("--no-norm", action="store_true", help="the CNN without BatchNorm")
     fit.set_defaults(func=cmd_fit)
 
     opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")

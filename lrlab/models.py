@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,10 +44,12 @@ def init_weights(model: nn.Module, leaky: float = 0.1) -> nn.Module:
     return model
 
 
-def lesson_cnn(nfs: tuple[int, ...] = (8, 16, 32, 64), n_classes: int = 10) -> nn.Sequential:
-    """Four stride-2 convs 1->8->16->32->64 (28->1 pixels), a conv to the classes, flatten: ~30k params."""
+def lesson_cnn(nfs: tuple[int, ...] = (8, 16, 32, 64), n_classes: int = 10, norm: bool = True) -> nn.Sequential:
+    """Four stride-2 convs 1->8->16->32->64 (28->1 pixels), a conv to the classes, flatten: ~30k params.
+
+    norm=False drops BatchNorm (the convs get biases): the course's model for studying initialization."""
     chans = (1, *nfs)
-    layers = [conv(chans[i], chans[i + 1]) for i in range(len(nfs))]
+    layers = [conv(chans[i], chans[i + 1], norm=norm) for i in range(len(nfs))]
     model = nn.Sequential(*layers, conv(chans[-1], n_classes, act=False, norm=False), nn.Flatten())
     return init_weights(model, leaky=0.1)
 
@@ -54,3 +57,33 @@ def lesson_cnn(nfs: tuple[int, ...] = (8, 16, 32, 64), n_classes: int = 10) -> n
 def n_params(model: nn.Module) -> int:
     """How many trainable numbers a model has."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lsuv_init(model: nn.Module, batch: torch.Tensor, tol: float = 0.01, max_iter: int = 50) -> nn.Module:
+    """Layer-sequential unit-variance init (the course's version): layer by layer, scale and shift the last
+    affine module before each activation until the activation's output has mean 0 and std 1 on `batch`."""
+    blocks = []
+    for block in model.modules():
+        children = list(block.children())
+        for i, act in enumerate(children):
+            if isinstance(act, (GeneralRelu, nn.ReLU, nn.LeakyReLU)):
+                affine = [m for m in children[:i] if getattr(m, "bias", None) is not None and hasattr(m, "weight")]
+                if affine:
+                    blocks.append((affine[-1], act))
+    if not blocks:
+        raise ValueError("lsuv_init found no (conv/linear/norm with bias, activation) pair to initialize")
+    seen = {}
+    with torch.no_grad():
+        for affine, act in blocks:
+            handle = act.register_forward_hook(lambda m, i, out: seen.update(mean=out.mean(), std=out.std()))
+            try:
+                for _ in range(max_iter):
+                    model(batch)
+                    mean, std = float(seen["mean"]), float(seen["std"])
+                    if abs(mean) < tol and abs(std - 1) < tol:
+                        break
+                    affine.bias -= mean
+                    affine.weight /= std
+            finally:
+                handle.remove()
+    return model
