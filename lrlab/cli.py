@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROW = "{epoch:>5}  {train_loss:>10}  {valid_loss:>10}  {valid_acc:>9}  {seconds:>7}"
-
-
-def _fmt(row: dict) -> str:
-    def num(key: str, spec: str) -> str:
-        return format(row[key], spec) if key in row else "-"
-
-    return ROW.format(
-        epoch=row["epoch"] + 1,
-        train_loss=num("train_loss", ".4f"),
-        valid_loss=num("valid_loss", ".4f"),
-        valid_acc=num("valid_acc", ".4f"),
-        seconds=num("seconds", ".1f"),
-    )
-
-
-def _key_values(pairs: Sequence[str]) -> dict:
-    """Parse K=V options, reading numbers and booleans as such."""
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = json.loads(value.replace("True", "true").replace("False", "false"))
-        except json.JSONDecodeError:
-            out[key] = value
-        if isinstance(out[key], list):
-            out[key] = tuple(out[key])
-    return out
+from lrlab.run import key_values, opt_defaults
 
 
 def positive_float(text: str) -> float:
@@ -64,112 +33,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-def opt_defaults(name: str) -> dict:
-    """The CLI's recipe: the lesson's eps for adaptive optimizers; Adam also gets AdamW's weight decay."""
-    return {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(name, {}).copy()
-
-
-def initialized_model(args: argparse.Namespace, dls):
-    """The lesson CNN with or without BatchNorm, initialized as asked (kaiming | lsuv | default)."""
-    from torch import nn
-
-    from lrlab.models import lesson_cnn, lsuv_init
-
-    model = lesson_cnn(norm=not args.no_norm)
-    if args.init == "default":  # PyTorch's own init instead of Kaiming
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.reset_parameters()
-    elif args.init == "lsuv":
-        xb, _ = next(iter(dls.train))
-        dls.train.epoch = 0  # the peek must not shift the shuffling
-        lsuv_init(model, xb)
-    return model
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
-    import torch
+    from lrlab.run import fit_command
 
-    from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB
-    from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
-    from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
-    from lrlab.data import get_dls
-    from lrlab.learner import Learner
-    from lrlab.models import n_params
-    from lrlab.optim import get_opt_func
-    from lrlab.plots import plot_losses
-    from lrlab.schedules import sched_func
-
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    opt_kwargs = opt_defaults(args.opt)
-    opt_kwargs.update(_key_values(args.opt_arg))
-    if args.compile:
-        opt_kwargs["compile"] = True
-    opt_func = get_opt_func(args.opt, **opt_kwargs)
-    make_sched, natural_step = sched_func(args.sched, args.lr, **_key_values(args.sched_arg))
-    dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
-    model = initialized_model(args, dls)
-
-    print(
-        f"lesson CNN{' without BatchNorm' if args.no_norm else ''} ({n_params(model):,} parameters, {args.init} init), "
-        f"{args.opt}, lr {args.lr:g}, schedule {args.sched}, "
-        f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
-    )
-    print(
-        ROW.format(
-            epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc", seconds="seconds"
-        )
-    )
-    metrics = MetricsCB(log=lambda row: print(_fmt(row), flush=True))
-    recorder = RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value)
-    cbs = [DeviceCB(args.device), metrics, recorder]
-    if make_sched is not None:
-        step = args.sched_step or natural_step
-        cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
-    if args.progress and sys.stderr.isatty():
-        cbs.append(ProgressCB())
-    if args.stats:
-        from lrlab.callbacks.stats import ActivationStats, GradientStats
-
-        act_stats, grad_stats = ActivationStats(), GradientStats()
-        cbs += [act_stats, grad_stats]
-    learn = Learner(model, dls, lr=args.lr, cbs=cbs, opt_func=opt_func)
-    start = time.perf_counter()
-    learn.fit(args.epochs)
-    wall = time.perf_counter() - start
-
-    run_dir = (
-        Path(args.run_dir)
-        if args.run_dir
-        else Path(args.out) / time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}")
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    final = metrics.history[-1]
-    summary = {
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
-        "history": metrics.history,
-        "test_accuracy": final.get("valid_acc"),
-        "test_loss": final.get("valid_loss"),
-        "wall_seconds": wall,
-        "torch": torch.__version__,
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    plot_losses(metrics.history, recorder.recs["loss"], run_dir / "loss.png")
-    recorder.plot(run_dir / "schedule.png", keys=["lr", "mom"])
-    written = ["metrics.json", "loss.png", "schedule.png"]
-    if args.stats:
-        act_stats.color_dim(run_dir / "color_dim.png")
-        act_stats.dead_chart(run_dir / "dead.png")
-        act_stats.plot_stats(run_dir / "stats.png")
-        grad_stats.color_dim(run_dir / "grad_color_dim.png")
-        summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
-    print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
-    print(f"wrote {run_dir}/" + ", ".join(written))
-    return 0
+    return fit_command(args)
 
 
 def cmd_optimizers(args: argparse.Namespace) -> int:
@@ -201,7 +68,7 @@ def cmd_schedulers(args: argparse.Namespace) -> int:
 def cmd_sched_plot(args: argparse.Namespace) -> int:
     from lrlab.schedules import plot_sched, sched_func, sched_lrs
 
-    make_sched, _ = sched_func(args.name, args.lr, **_key_values(args.opt))
+    make_sched, _ = sched_func(args.name, args.lr, **key_values(args.opt))
     out = Path(args.out or f"{args.name}.png")
     rec = sched_lrs(make_sched, args.steps, lr=args.lr)
     plot_sched(make_sched, args.steps, out, lr=args.lr)
@@ -349,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--stats", action="store_true", help="record activation and gradient statistics, save plots")
     fit.add_argument("--init", choices=["kaiming", "lsuv", "default"], default="kaiming")
     fit.add_argument("--no-norm", action="store_true", help="the CNN without BatchNorm")
+    fit.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="also checkpoint every K training batches (always after each epoch)",
+    )
+    fit.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run exactly")
     fit.set_defaults(func=cmd_fit)
 
     opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")

@@ -53,7 +53,7 @@ CONFIGS: dict[str, Config] = {
                make_cbs=lambda: [BatchSchedCB(partial(lr_scheduler.OneCycleLR, max_lr=None))]),
         Config("plateau", "Adam 1e-2, ReduceLROnPlateau(valid loss, patience 0, factor 0.25)",
                make_cbs=lambda: [EpochSchedCB(partial(lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.25))]),
-        Config("autoanneal", "Adam 3e-2, AutoAnnealCB with its defaults", lr=3e-2, make_cbs=auto_anneal_defaults),
+        Config("autoanneal", "Adam 6e-2, AutoAnnealCB with its defaults", lr=6e-2, make_cbs=auto_anneal_defaults),
         Config("prodigy", "Prodigy (lr 1, learning-rate-free)", opt_func=None, lr=1.0),
         Config("schedulefree", "Schedule-Free AdamW (lr 2.5e-3, its default; 5% warm-up)", opt_func=None, lr=2.5e-3,
                make_cbs=lambda: [ScheduleFreeCB()]),

@@ -206,7 +206,7 @@ class DataLoader:
         if ds.images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8 (0..255), got {ds.images.dtype}")
         self.ds, self.batch_size, self.shuffle, self.drop_last = ds, batch_size, shuffle, drop_last
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.skip = seed, 0, 0
         self.scale, self.shift = 1 / (255 * std), mean / std
         self.device = torch.device(device)
 
@@ -225,10 +225,18 @@ class DataLoader:
         """uint8 pixels to standardized floats."""
         return x.float().mul_(self.scale).sub_(self.shift)
 
+    def state_dict(self) -> dict:
+        """Where the loader stands: its seed, how many epochs it has started, batches to skip next time."""
+        return {"seed": self.seed, "epoch": self.epoch, "skip": self.skip}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed, self.epoch, self.skip = state["seed"], state["epoch"], state.get("skip", 0)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm, images, labels, bs = self.order(), self.ds.images, self.ds.labels, self.batch_size
         self.epoch += 1
-        for i in range(len(self)):
+        start, self.skip = self.skip, 0  # a resumed epoch continues where it stopped
+        for i in range(start, len(self)):
             if perm is None:
                 xb, yb = images[i * bs : (i + 1) * bs], labels[i * bs : (i + 1) * bs]
             else:

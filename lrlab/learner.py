@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -184,12 +185,23 @@ class Learner:
         valid: bool = True,
         cbs: Sequence[Callback] | None = None,
         lr: float | None = None,
+        resume: str | Path | None = None,
     ) -> Learner:
-        """Train for n_epochs; callbacks given here apply to this fit only."""
+        """Train for n_epochs; callbacks given here apply to this fit only.
+
+        resume: a checkpoint (or run folder) written by CheckpointCB; the fit continues exactly where it
+        stopped (same n_epochs and callbacks as the interrupted fit)."""
         if not isinstance(n_epochs, int) or isinstance(n_epochs, bool) or n_epochs < 1:
             raise ValueError(f"n_epochs must be an integer >= 1, got {n_epochs!r}")
         if lr is not None:
             check_lr(lr)
+        ckpt = None
+        if resume is not None:
+            from lrlab import checkpoint
+
+            ckpt = checkpoint.load(resume)
+            checkpoint.check_model(getattr(self.model, "module", self.model), ckpt["model"])
+            getattr(self.model, "module", self.model).load_state_dict(ckpt["model"])
         extra = list(cbs or [])
         self.add_cbs(extra)
         try:
@@ -200,6 +212,9 @@ class Learner:
                 self.opt = self.opt_func(self.model.parameters(), self.lr)
             try:
                 self.callback("before_fit")
+                if ckpt is not None:  # after before_fit, which rebuilds schedulers and resets records
+                    checkpoint.restore(self, ckpt)
+                    self.epochs = range(ckpt["position"]["epoch"], n_epochs)
                 for self.epoch in self.epochs:
                     if train:
                         self.one_epoch(True)

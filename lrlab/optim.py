@@ -54,6 +54,8 @@ def adam_rule(p, g, m, s, step, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
 
 # -- validation ------------------------------------------------------------------------------------
 
+MAX_LR = 1e10  # far above any useful lr, and low enough that lr / bias-correction stays a finite float32
+
 
 def _check(name: str, value: Any, low: float, high: float | None = None, high_open: bool = True) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
@@ -65,7 +67,7 @@ def _check(name: str, value: Any, low: float, high: float | None = None, high_op
 
 def check_hypers(hp: dict) -> None:
     """Reject hyperparameters outside their ranges with a message naming the value."""
-    _check("lr", hp["lr"], 0.0, math.inf)
+    _check("lr", hp["lr"], 0.0, MAX_LR, high_open=False)
     if "momentum" in hp:
         _check("momentum", hp["momentum"], 0.0, 1.0)
     if "alpha" in hp:

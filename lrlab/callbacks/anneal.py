@@ -1,7 +1,8 @@
 """The workbook's automatic annealer as a training callback, for any model and optimizer.
 
 Defaults (chosen by measurement on the lesson CNN, see docs/results/auto-anneal.md): the noise measure,
-checked every 50 batches after a 100-batch linear warm-up, ratio rule with rebase, threshold 2, factor 4.
+checked every 50 batches after a one-epoch linear warm-up (warmup=None), ratio rule with rebase,
+threshold 1.5, factor 4.
 `AutoAnnealCB.workbook()` is the sheet's rule as it stands (on a real network it never fires).
 
 Every check (each epoch, or every k batches) computes a gradient-size `measure` and applies a rule:
@@ -38,16 +39,16 @@ class AutoAnnealCB(Callback):
     @classmethod
     def workbook(cls, best: float | None = None) -> AutoAnnealCB:
         """The adam_ann sheet's rule exactly: second-moment measure, each epoch, best = running minimum."""
-        return cls(measure="sq", rule="ratio", every=None, warmup=0, best=best, rebase=False)
+        return cls(measure="sq", rule="ratio", threshold=2.0, factor=4.0, every=None, warmup=0, best=best, rebase=False)
 
     def __init__(
         self,
         measure: str = "noise",
         rule: str = "ratio",
-        threshold: float = 2.0,
+        threshold: float = 1.5,
         factor: float = 4.0,
         every: int | None = 50,
-        warmup: int = 100,
+        warmup: int | None = None,
         best: float | None = None,
         beta: float = 0.99,
         tolerance: float = 0.5,
@@ -68,6 +69,7 @@ class AutoAnnealCB(Callback):
 
     # -- life cycle -------------------------------------------------------------------------------
     def before_fit(self, learn: Learner) -> None:
+        self.warmup_steps = len(learn.dls.train) if self.warmup is None else self.warmup
         self.best = math.inf if self.initial_best is None else self.initial_best
         self.reference: float | None = None
         self.decisions, self.step, self.base_lrs = [], 0, [g["lr"] for g in learn.opt.param_groups]
@@ -76,10 +78,19 @@ class AutoAnnealCB(Callback):
         self.z: list[float] = []
         self.d2: list[float] = []
 
+    STATE = ("best", "reference", "decisions", "step", "base_lrs", "own_sq", "own_avg", "z", "d2", "warmup_steps")
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k])
+
     def before_batch(self, learn: Learner) -> None:
-        if learn.training and self.step < self.warmup:  # linear warm-up before the first check
+        if learn.training and self.step < self.warmup_steps:  # linear warm-up before the first check
             for group, base in zip(learn.opt.param_groups, self.base_lrs):
-                group["lr"] = base * (self.step + 1) / self.warmup
+                group["lr"] = base * (self.step + 1) / self.warmup_steps
 
     def after_backward(self, learn: Learner) -> None:
         if self.measure == "stationarity":
@@ -101,11 +112,11 @@ class AutoAnnealCB(Callback):
         if not learn.training:
             return
         self.step += 1
-        if self.every is not None and self.step > self.warmup and self.step % self.every == 0:
+        if self.every is not None and self.step > self.warmup_steps and self.step % self.every == 0:
             self.check(learn)
 
     def after_epoch(self, learn: Learner) -> None:
-        if self.every is not None or self.step <= self.warmup:
+        if self.every is not None or self.step <= self.warmup_steps:
             return
         if self.measure == "valid_loss":
             if not learn.training or not learn.do_valid:

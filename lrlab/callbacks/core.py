@@ -73,6 +73,12 @@ class MetricsCB(Callback):
     def before_fit(self, learn: Learner) -> None:
         self.history = []
 
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+
     def before_epoch(self, learn: Learner) -> None:
         self.losses, self.sizes, self.preds, self.targets = [], [], [], []
         self.hits = 0

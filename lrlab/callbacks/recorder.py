@@ -44,6 +44,12 @@ class RecorderCB(Callback):
     def before_fit(self, learn: Learner) -> None:
         self.recs = {k: [] for k in self.fns}
 
+    def state_dict(self) -> dict:
+        return {"recs": self.recs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recs = {k: list(v) for k, v in state["recs"].items()}
+
     def after_step(self, learn: Learner) -> None:
         for k, fn in self.fns.items():
             self.recs[k].append(fn(learn))

@@ -22,6 +22,12 @@ class BatchSchedCB(Callback):
         if learn.training:
             self.sched.step()
 
+    def state_dict(self) -> dict:
+        return self.sched.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sched.load_state_dict(state)
+
 
 class EpochSchedCB(Callback):
     """Step a scheduler after every epoch; ReduceLROnPlateau gets a metric (the valid loss by default)."""
@@ -32,6 +38,12 @@ class EpochSchedCB(Callback):
     def before_fit(self, learn: Learner) -> None:
         self.sched = build_sched(self.make_sched, learn.opt, learn.n_epochs)
         self.plateau = isinstance(self.sched, lr_scheduler.ReduceLROnPlateau)
+
+    def state_dict(self) -> dict:
+        return self.sched.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sched.load_state_dict(state)
 
     def after_epoch(self, learn: Learner) -> None:
         if not self.plateau:

@@ -1,0 +1,143 @@
+"""Nothing lost: periodic checkpoints, a clean stop on SIGINT/SIGTERM, and a guard against divergence."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+from lrlab import checkpoint
+from lrlab.learner import Callback, Learner
+
+
+class TrainingInterrupted(Exception):
+    """A signal stopped the fit after a checkpoint was written; `path` is where to resume from."""
+
+    def __init__(self, signum: int, path: Path) -> None:
+        self.signum, self.path = signum, path
+        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint written to {path}")
+
+
+class Diverged(Exception):
+    """The training loss became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+class CheckpointCB(Callback):
+    """Write last.pt after every epoch (and every k training batches), best.pt by a metric; atomic writes.
+
+    SIGINT and SIGTERM during fit finish the current batch, write a checkpoint and raise TrainingInterrupted."""
+
+    order = 100  # after metrics, schedulers and the recorder have seen the batch/epoch
+
+    def __init__(
+        self,
+        folder: str | Path,
+        every: int | None = None,
+        metric: str = "valid_loss",
+        mode: str = "min",
+        handle_signals: bool = True,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if every is not None and (not isinstance(every, int) or every < 1):
+            raise ValueError(f"every must be None or a number of batches >= 1, got {every!r}")
+        self.folder, self.every, self.metric, self.mode = Path(folder), every, metric, mode
+        self.handle_signals = handle_signals
+        self.best: float | None = None
+        self.saved: list[tuple[int, int]] = []
+        self.stop_signal: int | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.pt"
+
+    def save(self, learn: Learner, epoch: int, batch: int) -> Path:
+        """Write the checkpoint for position (epoch, batch): the next batch to run."""
+        path = checkpoint.save_atomic(checkpoint.capture(learn, epoch, batch), self.last_path)
+        self.saved.append((epoch, batch))
+        return path
+
+    # -- signals --------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_signal = signum
+
+    def before_fit(self, learn: Learner) -> None:
+        self.stop_signal, self.previous = None, {}
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+
+    def cleanup_fit(self, learn: Learner) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    # -- when to write --------------------------------------------------------------------------------
+    def after_batch(self, learn: Learner) -> None:
+        n_train = len(learn.dls.train)
+        if self.stop_signal is not None:
+            batch = learn.iter + 1 if learn.training else n_train
+            path = self.save(learn, learn.epoch, batch)
+            raise TrainingInterrupted(self.stop_signal, path)
+        if learn.training and self.every and (learn.iter + 1) % self.every == 0 and learn.iter + 1 < n_train:
+            self.save(learn, learn.epoch, learn.iter + 1)
+
+    def after_epoch(self, learn: Learner) -> None:
+        if learn.training and learn.do_valid:
+            return
+        self.save(learn, learn.epoch + 1, 0)
+        value = self._metric(learn)
+        if value is not None and (
+            self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        ):
+            self.best = value
+            shutil.copyfile(self.last_path, self.folder / "best.pt")
+
+    def _metric(self, learn: Learner) -> float | None:
+        for cb in learn.cbs:
+            history = getattr(cb, "history", None)
+            if history and isinstance(history[-1], dict) and self.metric in history[-1]:
+                return history[-1][self.metric]
+        return None
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
+
+class DivergenceGuardCB(Callback):
+    """Stop on a NaN/inf training loss, or when the smoothed loss exceeds `factor` x its best (if given),
+    before the bad batch touches the weights; the message names the epoch and batch."""
+
+    order = -4
+
+    def __init__(self, factor: float | None = None, beta: float = 0.9) -> None:
+        if factor is not None and not factor > 1:
+            raise ValueError(f"factor must be > 1 (or None), got {factor!r}")
+        self.factor, self.beta = factor, beta
+
+    def before_fit(self, learn: Learner) -> None:
+        self.avg, self.n, self.best = 0.0, 0, math.inf
+
+    def after_loss(self, learn: Learner) -> None:
+        if not learn.training:
+            return
+        loss = float(learn.loss.detach())
+        where = f"epoch {learn.epoch + 1}, batch {learn.iter + 1}"
+        if not math.isfinite(loss):
+            raise Diverged(f"the training loss became {loss} at {where}; the weights before it are kept")
+        if self.factor is None:
+            return
+        self.n += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        smooth = self.avg / (1 - self.beta**self.n)
+        if self.n > 10 and smooth > self.factor * self.best:
+            raise Diverged(
+                f"the smoothed training loss {smooth:.4g} exceeded {self.factor:g} x its best "
+                f"({self.best:.4g}) at {where}; the weights before it are kept"
+            )
+        self.best = min(self.best, smooth)
