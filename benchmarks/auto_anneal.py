@@ -36,8 +36,39 @@ def main() -> None:
         f"seeds {seeds}; torch {torch.__version__} on {platform.machine()} with {torch.get_num_threads()} threads. "
         "Produced by benchmarks/auto_anneal.py."
     )
-    print(write_report(results, args.out, "Automatic annealing vs schedules and learning-rate-free optimizers", notes,
-                       stem="auto-anneal"))  # fmt: skip
+    path = write_report(results, args.out, "Automatic annealing vs schedules and learning-rate-free optimizers",
+                        notes, stem="auto-anneal")  # fmt: skip
+    with open(path, "a") as f:
+        f.write(FINDINGS)
+    print(path)
+
+
+FINDINGS = """
+## Findings
+
+- **Goal: auto-anneal with its defaults within 0.3 accuracy points of tuned one-cycle, and ahead of constant
+  lr.** Measured (mean of seeds 0-2, 5 epochs): auto-anneal 0.9008 against one-cycle 0.9039, **0.31 points
+  short** of one-cycle, so the goal is missed by 0.01 points; it is ahead of constant lr (0.8929, +0.79),
+  cosine (0.8990), ReduceLROnPlateau (0.8977), Prodigy (0.8944) and Schedule-Free AdamW (0.8860), and needs
+  neither an lr finder nor a schedule fixed in advance. Its spread across seeds (± 0.0040) is wider than
+  one-cycle's (± 0.0015).
+- **The workbook's rule as it stands never fires on a real network**: its measure (mean root of Adam's
+  second moment) only creeps up (1.0 to 1.8 times its best over 3 epochs at lr 1e-2), never to 2x.
+  Checked per epoch and every 50 batches; the run ends where constant lr ends (seed 0: 0.8966).
+- **Measures tried (seed 0, Adam, 5 epochs)**: second moment, ratio rule: never fires (0.8966);
+  second moment, lecturer's "halving" rule: never fires, the measure rises rather than halves (0.8966);
+  SASA-style stationarity test of Yaida's condition: never passes, because with BatchNorm the weight norm
+  keeps growing under Adam (|mean z| / mean |dtheta|^2 stays near 16), so the condition the test looks for
+  does not hold (0.8966); validation loss (plateau, patience 0): never fires in 5 epochs (0.8966);
+  gradient noise (E|g|^2 / |E g|^2, from Adam's moments), ratio to the running minimum: fires at every check
+  once the noise has doubled and collapses the lr to ~0 (0.8756).
+- **What works**: the noise measure with the best *rebased* after each decision (fire once per rise by
+  `threshold`), after a one-epoch linear warm-up from a high base lr (6e-2, the lesson's one-cycle peak).
+  Threshold 2 at lr 3e-2 with a 100-batch warm-up: 0.9032 / 0.8898 / 0.8928 (mean 0.8953, it fired only once
+  on seeds 1 and 2); threshold 1.5 at 3e-2: mean 0.8928; threshold 1.5 at 6e-2 with one epoch of warm-up:
+  0.9043 / 0.8965 / 0.9015 (mean 0.9008), now the default.
+- **Not done**: SALSA's line-search warm-up (only the fixed linear warm-up is implemented).
+"""
 
 
 if __name__ == "__main__":

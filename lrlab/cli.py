@@ -224,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also checkpoint every K training batches (always after each epoch)",
     )
     fit.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run exactly")
+    fit.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="data-parallel processes on this machine (torch.distributed, gloo on CPU)",
+    )
     fit.set_defaults(func=cmd_fit)
 
     opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")

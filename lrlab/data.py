@@ -207,11 +207,31 @@ class DataLoader:
             raise ValueError(f"images must be uint8 (0..255), got {ds.images.dtype}")
         self.ds, self.batch_size, self.shuffle, self.drop_last = ds, batch_size, shuffle, drop_last
         self.seed, self.epoch, self.skip = seed, 0, 0
+        self.rank, self.world = 0, 1
         self.scale, self.shift = 1 / (255 * std), mean / std
         self.device = torch.device(device)
 
+    def shard(self, rank: int, world: int) -> None:
+        """Serve only this rank's share: shuffled loaders cut each epoch to steps x global batch and take
+        perm[rank::world] (every rank the same number of steps, or DDP hangs); others take rank::world."""
+        if world > 1 and self.shuffle and len(self.ds) < self.batch_size * world:
+            raise ValueError(f"{len(self.ds)} examples cannot fill one global batch of {self.batch_size} x {world}")
+        self.rank, self.world = rank, world
+
+    def _indices(self) -> torch.Tensor | None:
+        """This epoch's example indices for this rank (None: all, in order)."""
+        perm = self.order()
+        if self.world == 1:
+            return perm
+        if perm is None:
+            return torch.arange(self.rank, len(self.ds), self.world)
+        steps = len(self.ds) // (self.batch_size * self.world)
+        return perm[: steps * self.batch_size * self.world][self.rank :: self.world]
+
     def __len__(self) -> int:
-        n = len(self.ds)
+        if self.world > 1 and self.shuffle:
+            return len(self.ds) // (self.batch_size * self.world)
+        n = len(range(self.rank, len(self.ds), self.world))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self) -> torch.Tensor | None:
@@ -233,7 +253,7 @@ class DataLoader:
         self.seed, self.epoch, self.skip = state["seed"], state["epoch"], state.get("skip", 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm, images, labels, bs = self.order(), self.ds.images, self.ds.labels, self.batch_size
+        perm, images, labels, bs = self._indices(), self.ds.images, self.ds.labels, self.batch_size
         self.epoch += 1
         start, self.skip = self.skip, 0  # a resumed epoch continues where it stopped
         for i in range(start, len(self)):

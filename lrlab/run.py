@@ -73,26 +73,33 @@ def fit_command(args: argparse.Namespace) -> int:
     from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
     from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
     from lrlab.data import get_dls
+    from lrlab.distributed import DDPCB, init_from_env, is_main, launch, world_size
     from lrlab.learner import Learner
     from lrlab.models import n_params
     from lrlab.optim import get_opt_func
     from lrlab.plots import plot_losses
     from lrlab.schedules import sched_func
 
+    distributed = init_from_env()
     resume = args.resume
+    if args.nproc > 1 and not distributed:  # launch the ranks, each runs this same command
+        if not args.run_dir and not resume:
+            args.run_dir = str(Path(args.out) / time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}"))
+        return launch(distributed_entry, args.nproc, {k: v for k, v in vars(args).items() if k != "func"})
     if resume:  # the interrupted run's own options, from its folder
         run_dir = Path(resume)
         config_path = run_dir / "config.json"
         if not config_path.exists():
             raise ValueError(f"{run_dir} is not a run folder of lrlab fit (no config.json)")
         saved = json.loads(config_path.read_text())
-        args = argparse.Namespace(**{**saved, "resume": resume, "progress": args.progress})
+        args = argparse.Namespace(**{**saved, "resume": resume, "progress": args.progress, "nproc": args.nproc})
     else:
         stamp = time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}")
         run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / stamp
         run_dir.mkdir(parents=True, exist_ok=True)
         config = {k: v for k, v in vars(args).items() if k != "func"}
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+        if is_main():
+            (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,26 +109,31 @@ def fit_command(args: argparse.Namespace) -> int:
         opt_kwargs["compile"] = True
     opt_func = get_opt_func(args.opt, **opt_kwargs)
     make_sched, natural_step = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
-    dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
+    world = world_size()
+    if args.bs % world:
+        raise ValueError(f"the batch size {args.bs} must divide evenly over {world} processes")
+    dls = get_dls(args.bs // world, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
     model = initialized_model(args, dls)
+    say = print if is_main() else (lambda *a, **k: None)
 
-    print(
+    say(
         f"lesson CNN{' without BatchNorm' if args.no_norm else ''} ({n_params(model):,} parameters, {args.init} init), "
         f"{args.opt}, lr {args.lr:g}, schedule {args.sched}, "
         f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
+        + (f", {world} processes" if world > 1 else "")
     )
     if resume:
-        print(f"resuming {run_dir}")
-    print(ROW.format(epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc",
+        say(f"resuming {run_dir}")
+    say(ROW.format(epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc",
                      seconds="seconds"))  # fmt: skip
-    metrics = MetricsCB(log=lambda row: print(_fmt(row), flush=True))
+    metrics = MetricsCB(log=lambda row: say(_fmt(row), flush=True))
     recorder = RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value)
-    cbs = [DeviceCB(args.device), metrics, recorder, DivergenceGuardCB()]
+    cbs = [DeviceCB(args.device), metrics, recorder, DivergenceGuardCB(), DDPCB()]
     cbs.append(CheckpointCB(run_dir, every=args.checkpoint_every))
     if make_sched is not None:
         step = args.sched_step or natural_step
         cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
-    if args.progress and sys.stderr.isatty():
+    if args.progress and sys.stderr.isatty() and is_main():
         cbs.append(ProgressCB())
     if args.stats:
         from lrlab.callbacks.stats import ActivationStats, GradientStats
@@ -141,6 +153,8 @@ def fit_command(args: argparse.Namespace) -> int:
         print(f"lrlab: diverged: {e}; {kept}", file=sys.stderr)
         return 3
     wall = time.perf_counter() - start
+    if not is_main():
+        return 0
 
     final = metrics.history[-1]
     summary = {
@@ -162,6 +176,25 @@ def fit_command(args: argparse.Namespace) -> int:
         summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
         written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    if world > 1:
+        summary["world_size"] = world
+        summary["param_checksum"] = float(sum(p.detach().double().sum() for p in learn.model.parameters()))
     print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
     print(f"wrote {run_dir}/" + ", ".join(written))
     return 0
+
+
+def distributed_entry(options: dict) -> None:
+    """What each rank runs under lrlab fit --nproc: the same fit, then leave the process group."""
+    import torch.distributed as dist
+
+    from lrlab.distributed import init_from_env
+
+    init_from_env()
+    try:
+        code = fit_command(argparse.Namespace(**{**options, "nproc": 1}))
+        if code:
+            raise SystemExit(code)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from lrlab import checkpoint
+from lrlab.distributed import is_main
 from lrlab.learner import Callback, Learner
 
 
@@ -54,10 +55,11 @@ class CheckpointCB(Callback):
         return self.folder / "last.pt"
 
     def save(self, learn: Learner, epoch: int, batch: int) -> Path:
-        """Write the checkpoint for position (epoch, batch): the next batch to run."""
-        path = checkpoint.save_atomic(checkpoint.capture(learn, epoch, batch), self.last_path)
+        """Write the checkpoint for position (epoch, batch): the next batch to run (rank 0 only)."""
+        if is_main():
+            checkpoint.save_atomic(checkpoint.capture(learn, epoch, batch), self.last_path)
         self.saved.append((epoch, batch))
-        return path
+        return self.last_path
 
     # -- signals --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -93,7 +95,8 @@ class CheckpointCB(Callback):
             self.best is None or (value < self.best if self.mode == "min" else value > self.best)
         ):
             self.best = value
-            shutil.copyfile(self.last_path, self.folder / "best.pt")
+            if is_main():
+                shutil.copyfile(self.last_path, self.folder / "best.pt")
 
     def _metric(self, learn: Learner) -> float | None:
         for cb in learn.cbs:

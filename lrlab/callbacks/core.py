@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from lrlab.distributed import all_sum
 from lrlab.learner import Callback, CancelFitException, Learner
 
 
@@ -97,7 +98,7 @@ class MetricsCB(Callback):
                 self._count_hits()
 
     def _count_hits(self) -> None:
-        if self.preds:
+        if self.accuracy and self.preds:
             self.hits = self.hits + (torch.cat(self.preds).argmax(dim=1) == torch.cat(self.targets)).sum()
             self.preds, self.targets = [], []
 
@@ -106,13 +107,16 @@ class MetricsCB(Callback):
             self.row = {"epoch": learn.epoch}
             self.start = time.perf_counter()
         phase = "train" if learn.training else "valid"
-        count = sum(self.sizes)
-        if count:
+        loss_sum = 0.0
+        if self.sizes:
             sizes = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
-            self.row[f"{phase}_loss"] = float((torch.stack(self.losses).float() * sizes).sum()) / count
+            loss_sum = float((torch.stack(self.losses).float() * sizes).sum())
+            self._count_hits()
+        loss_sum, count, hits = all_sum([loss_sum, float(sum(self.sizes)), float(self.hits)])  # over all ranks
+        if count:
+            self.row[f"{phase}_loss"] = loss_sum / count
             if self.accuracy:
-                self._count_hits()
-                self.row[f"{phase}_acc"] = float(self.hits) / count
+                self.row[f"{phase}_acc"] = hits / count
         if not learn.training or not learn.do_valid:
             self.row["seconds"] = time.perf_counter() - self.start
             self.history.append(self.row)
