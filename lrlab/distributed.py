@@ -76,7 +76,8 @@ class DDPCB(Callback):
             model = learn.model
             if dist.get_backend() == "nccl":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            learn.model = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+            # each rank keeps its own BatchNorm statistics (no buffer sync in forward); rank 0's are saved
+            learn.model = nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
         for dl in (learn.dls.train, learn.dls.valid):
             if hasattr(dl, "shard"):
                 dl.shard(rank(), world_size())

@@ -153,6 +153,11 @@ def fit_command(args: argparse.Namespace) -> int:
         print(f"lrlab: diverged: {e}; {kept}", file=sys.stderr)
         return 3
     wall = time.perf_counter() - start
+    if world > 1:  # every rank leaves proof that its parameters equal the others'
+        from lrlab.distributed import rank
+
+        digest = params_digest(learn.model)
+        (run_dir / f"rank{rank()}.sha256").write_text(digest + "\n")
     if not is_main():
         return 0
 
@@ -176,12 +181,19 @@ def fit_command(args: argparse.Namespace) -> int:
         summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
         written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    if world > 1:
-        summary["world_size"] = world
-        summary["param_checksum"] = float(sum(p.detach().double().sum() for p in learn.model.parameters()))
     print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
     print(f"wrote {run_dir}/" + ", ".join(written))
     return 0
+
+
+def params_digest(model) -> str:
+    """SHA-256 of all parameters' bytes: equal digests mean bit-identical weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def distributed_entry(options: dict) -> None:

@@ -114,6 +114,7 @@ class MetricsCB(Callback):
             self._count_hits()
         loss_sum, count, hits = all_sum([loss_sum, float(sum(self.sizes)), float(self.hits)])  # over all ranks
         if count:
+            self.row[f"{phase}_n"] = int(count)
             self.row[f"{phase}_loss"] = loss_sum / count
             if self.accuracy:
                 self.row[f"{phase}_acc"] = hits / count

@@ -1,0 +1,73 @@
+"""Data parallelism on torch.distributed (gloo, CPU): a real 2-process run, and failures that end it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from lrlab.data import DataLoader, Dataset
+from lrlab.distributed import launch
+from tests.conftest import REPO
+
+
+def test_sharded_loader_gives_every_rank_the_same_steps_and_disjoint_examples():
+    ds = Dataset(torch.zeros(103, 1, 1, 1, dtype=torch.uint8), torch.arange(103))
+    shards = []
+    for r in range(2):
+        dl = DataLoader(ds, 10, shuffle=True, seed=4)
+        dl.shard(r, 2)
+        shards.append(torch.cat([y for _, y in dl]))
+        assert len(dl) == 5 and len(shards[-1]) == 50
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    single = DataLoader(ds, 20, shuffle=True, seed=4)
+    assert set(torch.cat([y for _, y in single])[:100].tolist()) == set(shards[0].tolist()) | set(shards[1].tolist())
+    valid = [DataLoader(ds, 10) for _ in range(2)]
+    for r, dl in enumerate(valid):
+        dl.shard(r, 2)
+    assert sorted(torch.cat([y for dl in valid for _, y in dl]).tolist()) == list(range(103))
+
+
+def test_lrlab_fit_nproc_2(data_dir, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "LRLAB_DATA": str(data_dir)}
+    args = ["fit", "--nproc", "2", "--epochs", "2", "--n-train", "8192", "--n-valid", "1000", "--no-progress"]
+    done = subprocess.run([sys.executable, "-m", "lrlab", *args, "--run-dir", str(run)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("test accuracy") == 1  # only rank 0 prints
+    digests = [(run / f"rank{r}.sha256").read_text() for r in range(2)]
+    assert digests[0] == digests[1]  # identical parameters on both ranks
+    summary = json.loads((run / "metrics.json").read_text())
+    last = summary["history"][-1]
+    assert last["valid_n"] == 1000 and last["train_n"] == 8192  # metrics over all ranks' examples
+    assert summary["test_accuracy"] > 0.7
+    from lrlab import checkpoint
+    from lrlab.models import lesson_cnn
+
+    lesson_cnn().load_state_dict(checkpoint.load(run)["model"])  # a distributed checkpoint loads in one process
+
+
+def test_a_rank_raising_in_a_callback_brings_the_run_down(capsys, monkeypatch):
+    monkeypatch.setenv("LRLAB_DIST_TIMEOUT", "20")
+    from tests.dist_workers import misbehaving_fit
+
+    start = time.time()
+    assert launch(misbehaving_fit, 2, 1, "raise") == 1
+    assert time.time() - start < 60
+    err = capsys.readouterr().err
+    assert "training process 1 failed" in err and "boom in a callback on rank 1" in err
+
+
+def test_a_rank_that_stops_answering_is_cut_off_by_the_timeout(capsys, monkeypatch):
+    monkeypatch.setenv("LRLAB_DIST_TIMEOUT", "5")
+    from tests.dist_workers import misbehaving_fit
+
+    start = time.time()
+    assert launch(misbehaving_fit, 2, 1, "hang") == 1
+    assert time.time() - start < 90
+    assert "failed" in capsys.readouterr().err
