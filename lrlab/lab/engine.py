@@ -300,6 +300,12 @@ class Sheet:
         """The displayed epoch's error: sqrt(SUM(err^2)) in workbook mode, a true RMSE in textbook mode."""
         return self._rmse(self.b, self.a, self._s, self._step, self._lr)
 
+    def widget(self, epochs: int = 5):
+        """Reset / Run buttons, an lr box, the RMSE chart and the rows, in a notebook (needs ipywidgets)."""
+        from lrlab.lab.widget import SheetWidget
+
+        return SheetWidget(self, epochs)
+
     def __repr__(self) -> str:
         mode = "textbook" if self.textbook else "workbook"
         return f"Sheet({self.name!r}, {mode}, epoch={self.epoch}, a={self.a:.6g}, b={self.b:.6g}, lr={self._lr:g})"
