@@ -36,6 +36,48 @@ def conv(ni: int, nf: int, ks: int = 3, stride: int = 2, act: bool = True, norm:
     return nn.Sequential(*layers)
 
 
+class ResBlock(nn.Module):
+    """Two 3x3 convs (the second strided) added to an identity path (1x1 conv when the width changes,
+    2x2 average pooling when the size halves): the course's ResBlock."""
+
+    def __init__(self, ni: int, nf: int, stride: int = 1) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(conv(ni, nf, stride=1), conv(nf, nf, stride=stride, act=False))
+        self.idconv = nn.Identity() if ni == nf else conv(ni, nf, ks=1, stride=1, act=False)
+        self.pool = nn.Identity() if stride == 1 else nn.AvgPool2d(2, ceil_mode=True)
+        self.act = GeneralRelu(leak=0.1, sub=0.4)
+
+    def forward(self, x):
+        return self.act(self.convs(x) + self.idconv(self.pool(x)))
+
+
+def resnet(nfs: tuple[int, ...] = (8, 16, 32, 64, 128, 256), n_classes: int = 10, pool: bool = False) -> nn.Sequential:
+    """The course's ResNet for 28x28 images: a stride-1 ResBlock, then stride-2 ResBlocks over `nfs`.
+
+    Default (lesson 13): 8..256, down to 1x1, then Linear + BatchNorm1d, ~1.2M parameters. pool=True ends
+    with global average pooling instead (for nfs that stop before 1x1, e.g. the small 8..128, ~300k)."""
+    layers: list[nn.Module] = [ResBlock(1, nfs[0], stride=1)]
+    layers += [ResBlock(nfs[i], nfs[i + 1], stride=2) for i in range(len(nfs) - 1)]
+    if pool:
+        layers.append(nn.AdaptiveAvgPool2d(1))
+    layers += [nn.Flatten(), nn.Linear(nfs[-1], n_classes, bias=False), nn.BatchNorm1d(n_classes)]
+    return init_weights(nn.Sequential(*layers), leaky=0.1)
+
+
+def get_model(name: str) -> nn.Sequential:
+    """A model by name: cnn (the lesson's), cnn-wide (4x the channels, ~0.4M), resnet (lesson 13, ~1.2M),
+    resnet-small (~300k, pooled)."""
+    if name == "cnn":
+        return lesson_cnn()
+    if name == "cnn-wide":
+        return lesson_cnn(nfs=(32, 64, 128, 256))
+    if name == "resnet":
+        return resnet()
+    if name == "resnet-small":
+        return resnet((8, 16, 32, 64, 128), pool=True)
+    raise ValueError(f"unknown model {name!r}; choose one of cnn, cnn-wide, resnet, resnet-small")
+
+
 def init_weights(model: nn.Module, leaky: float = 0.1) -> nn.Module:
     """Kaiming-normal init of every conv and linear weight, for leaky ReLUs of slope `leaky`."""
     for m in model.modules():

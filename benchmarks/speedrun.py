@@ -1,0 +1,67 @@
+"""The speed record: each budget's recipe, 3 seeds for 60 s and 5 minutes, 1 seed for 15 minutes, written to
+docs/results/speedrun.md. Nothing else should run on the machine meanwhile (runs that share it are flagged).
+
+Run: .venv/bin/python benchmarks/speedrun.py [--budgets 60,300,900] [--seeds 3] [--seeds-900 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+from lrlab.speedrun import RECIPES, speedrun
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--budgets", default="60,300,900")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds-900", type=int, default=1)
+    parser.add_argument("--out", default="docs/results")
+    args = parser.parse_args()
+    results = []
+    for budget in map(int, args.budgets.split(",")):
+        for seed in range(args.seeds_900 if budget == 900 else args.seeds):
+            results.append(speedrun(budget, seed))
+            Path(args.out, "speedrun-results.json").write_text(json.dumps(results, indent=1))
+    goals = {60: 0.920, 300: 0.937, 900: 0.945}
+    lines = [
+        "# Fashion-MNIST speed record on this CPU",
+        "",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads ({platform.processor() or 'CPU'}), "
+        f"torch {torch.__version__}. Produced by `benchmarks/speedrun.py` (`lrlab speedrun --budget N`). Each "
+        "run's wall time includes loading the data, planning (timing a few batches), training and the final "
+        "evaluation on the 10,000 test images; TTA = average of the image and its mirror.",
+        "",
+        "| budget | recipe | seeds | test accuracy (mean ± std) | with TTA | wall s (max) | goal | machine share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for budget in dict.fromkeys(r["budget"] for r in results):
+        runs = [r for r in results if r["budget"] == budget]
+        rec = RECIPES[budget]
+        recipe = (f"{rec.model}, Adam one-cycle lr {rec.lr:g}, bs {rec.bs}, bf16 autocast, label smoothing "
+                  f"{rec.label_smoothing}, augment {rec.augment}, {runs[0]['epochs']} epochs")  # fmt: skip
+
+        def stat(key, runs=runs):
+            vals = [r[key] for r in runs]
+            return f"{statistics.fmean(vals):.4f}" + (f" ± {statistics.stdev(vals):.4f}" if len(vals) > 1 else "")
+
+        best = max(statistics.fmean(r["test_acc"] for r in runs), statistics.fmean(r["test_acc_tta"] for r in runs))
+        verdict = f">= {goals[budget]}: " + (
+            "met" if best >= goals[budget] else f"missed by {goals[budget] - best:.4f}"
+        )
+        shares = ", ".join(f"{r['machine_share']:.2f}" + (" (shared)" if r["shared_machine"] else "") for r in runs)
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {budget} s | {recipe} | {seeds} | {stat('test_acc')} | {stat('test_acc_tta')} | "
+                     f"{max(r['wall'] for r in runs):.1f} | {verdict} | {shares} |")  # fmt: skip
+    Path(args.out, "speedrun.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Fast to a good model: mixed precision, batch augmentation, test-time augmentation, a time budget."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch.nn import functional as F
+
+from lrlab.learner import Callback, CancelFitException, Learner
+
+
+class MixedPrecisionCB(Callback):
+    """torch.autocast around the forward pass and the loss: bfloat16 on CPU (and by default on CUDA), or
+    float16 with a gradient scaler on CUDA; channels_last memory format as an option."""
+
+    order = -8
+
+    def __init__(self, dtype: torch.dtype = torch.bfloat16, channels_last: bool = False) -> None:
+        if dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype must be torch.bfloat16 or torch.float16, got {dtype!r}")
+        self.dtype, self.channels_last = dtype, channels_last
+        self.ctx = None
+
+    def before_fit(self, learn: Learner) -> None:
+        self.device = next(learn.model.parameters()).device.type
+        if self.dtype == torch.float16 and self.device != "cuda":
+            raise ValueError("float16 autocast needs CUDA; use torch.bfloat16 on the CPU")
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        if self.channels_last:
+            learn.model.to(memory_format=torch.channels_last)
+
+    def before_batch(self, learn: Learner) -> None:
+        if self.channels_last:
+            xb = learn.batch[0].contiguous(memory_format=torch.channels_last)
+            learn.batch = (xb, *learn.batch[1:])
+        self.ctx = torch.autocast(self.device, dtype=self.dtype)
+        self.ctx.__enter__()
+
+    def _leave(self) -> None:
+        if self.ctx is not None:
+            self.ctx.__exit__(None, None, None)
+            self.ctx = None
+
+    def after_loss(self, learn: Learner) -> None:
+        self._leave()  # backward and the optimizer run outside autocast
+
+    def after_cancel_batch(self, learn: Learner) -> None:
+        self._leave()
+
+    def cleanup_fit(self, learn: Learner) -> None:
+        self._leave()
+
+    def backward(self, learn: Learner) -> None:
+        (self.scaler.scale(learn.loss) if self.scaler else learn.loss).backward()
+
+    def step(self, learn: Learner) -> None:
+        if self.scaler:
+            self.scaler.step(learn.opt)
+            self.scaler.update()
+        else:
+            learn.opt.step()
+
+
+class BatchAugmentCB(Callback):
+    """Augment whole training batches with tensor ops (never per image in Python): random crop after zero
+    padding, horizontal flip, random erasing. Validation batches are left untouched."""
+
+    order = -6
+
+    def __init__(self, pad: int = 2, flip: bool = True, erase: float = 0.0, erase_max: float = 0.3) -> None:
+        if pad < 0 or not 0 <= erase <= 1 or not 0 < erase_max <= 1:
+            raise ValueError(f"need pad >= 0, 0 <= erase <= 1, 0 < erase_max <= 1; got {pad}, {erase}, {erase_max}")
+        self.pad, self.flip, self.erase, self.erase_max = pad, flip, erase, erase_max
+
+    def before_batch(self, learn: Learner) -> None:
+        if learn.training:
+            learn.batch = (self.augment(learn.batch[0]), *learn.batch[1:])
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        dev = x.device
+        if self.pad:
+            p = self.pad
+            padded = F.pad(x, (p, p, p, p))
+            dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
+            dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
+            rows = (torch.arange(h, device=dev).view(1, h, 1) + dy).expand(n, h, w)
+            cols = (torch.arange(w, device=dev).view(1, 1, w) + dx).expand(n, h, w)
+            flat = (rows * (w + 2 * p) + cols).view(n, 1, h * w).expand(-1, x.shape[1], -1)
+            x = padded.flatten(2).gather(2, flat).view_as(x)
+        if self.flip:
+            mask = torch.rand(n, 1, 1, 1, device=dev) < 0.5
+            x = torch.where(mask, x.flip(3), x)
+        if self.erase:
+            size = (torch.rand(n, 2, device=dev) * self.erase_max * torch.tensor([h, w], device=dev)).long() + 1
+            top = (torch.rand(n, device=dev) * (h - size[:, 0] + 1)).long()
+            left = (torch.rand(n, device=dev) * (w - size[:, 1] + 1)).long()
+            ys, xs = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
+            box = ((ys >= top.view(n, 1, 1)) & (ys < (top + size[:, 0]).view(n, 1, 1))
+                   & (xs >= left.view(n, 1, 1)) & (xs < (left + size[:, 1]).view(n, 1, 1)))  # fmt: skip
+            chosen = (torch.rand(n, device=dev) < self.erase).view(n, 1, 1)
+            x = x.masked_fill((box & chosen).unsqueeze(1), 0.0)
+        return x
+
+
+class TTACB(Callback):
+    """Test-time augmentation: in validation, predict with the average of the image's and its mirror's
+    probabilities (returned as log-probabilities, so cross-entropy and accuracy work unchanged)."""
+
+    def predict(self, learn: Learner) -> None:
+        x = learn.batch[0]
+        if learn.training:
+            learn.preds = learn.model(x)
+            return
+        probs = (learn.model(x).float().softmax(1) + learn.model(x.flip(3)).float().softmax(1)) / 2
+        learn.preds = probs.log()
+
+
+class TimeBudgetCB(Callback):
+    """Stop training when the time budget (minus a reserve for the final evaluation) is spent."""
+
+    order = 90
+
+    def __init__(self, seconds: float, reserve: float = 0.0) -> None:
+        self.seconds, self.reserve = seconds, reserve
+        self.stopped_early = False
+
+    def before_fit(self, learn: Learner) -> None:
+        self.start = time.perf_counter()
+
+    def after_batch(self, learn: Learner) -> None:
+        if learn.training and time.perf_counter() - self.start > self.seconds - self.reserve:
+            self.stopped_early = True
+            raise CancelFitException()

@@ -1,0 +1,115 @@
+"""`lrlab speedrun`: the best Fashion-MNIST model a time budget buys on this CPU, measured like a record."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from torch.nn import functional as F
+
+from lrlab.callbacks.schedule import BatchSchedCB
+from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, TimeBudgetCB
+from lrlab.data import get_dls
+from lrlab.learner import Callback, CancelFitException, Learner
+from lrlab.models import get_model
+from lrlab.optim import Adam
+from lrlab.schedules import sched_func
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a budget's run uses; the number of epochs is planned from a short timing of the model."""
+
+    model: str
+    lr: float
+    bs: int = 256
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.1
+    augment: dict = field(default_factory=dict)
+    bf16: bool = True
+
+
+RECIPES = {
+    60: Recipe("cnn-wide", lr=1e-2, augment={"pad": 1, "flip": True}),
+    300: Recipe("resnet", lr=1e-2, augment={"pad": 2, "flip": True}),
+    900: Recipe("resnet", lr=1e-2, augment={"pad": 2, "flip": True, "erase": 0.25}),
+}
+
+
+class _Timer(Callback):
+    def after_batch(self, learn: Learner) -> None:
+        if learn.iter == 3:
+            self.start = time.perf_counter()
+        if learn.iter == 15:
+            self.per_batch = (time.perf_counter() - self.start) / 12
+            raise CancelFitException()
+
+
+def seconds_per_batch(recipe: Recipe, dls) -> float:
+    """Time a few training batches of a throw-away copy of the model (warm-up excluded)."""
+    timer = _Timer()
+    cbs = [timer, BatchAugmentCB(**recipe.augment)] + ([MixedPrecisionCB()] if recipe.bf16 else [])
+    Learner(get_model(recipe.model), dls, lr=recipe.lr, cbs=cbs, opt_func=partial(Adam, eps=1e-5)).fit(1, valid=False)
+    dls.train.epoch = 0
+    return timer.per_batch
+
+
+def evaluate(learn: Learner, dl) -> tuple[float, float]:
+    """Test accuracy without and with test-time augmentation (the image and its mirror, averaged)."""
+    model = learn.model.eval()
+    hits = hits_tta = n = 0
+    ctx = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if learn.cb(MixedPrecisionCB)
+        else torch.autocast("cpu", enabled=False)
+    )
+    with torch.inference_mode(), ctx:
+        for xb, yb in dl:
+            p = model(xb).float().softmax(1)
+            p_tta = (p + model(xb.flip(3)).float().softmax(1)) / 2
+            hits += int((p.argmax(1) == yb).sum())
+            hits_tta += int((p_tta.argmax(1) == yb).sum())
+            n += len(yb)
+    return hits / n, hits_tta / n
+
+
+def speedrun(
+    budget: int, seed: int = 0, data_dir=None, log: Callable[[str], None] = print, recipe: Recipe | None = None
+) -> dict:
+    """Train within `budget` seconds (planning, data loading and evaluation included) and measure it."""
+    if recipe is None and budget not in RECIPES:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(map(str, RECIPES))} (seconds)")
+    recipe = recipe or RECIPES[budget]
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    torch.manual_seed(seed)
+    dls = get_dls(recipe.bs, data_dir=data_dir, seed=seed)
+    per_batch = seconds_per_batch(recipe, dls)
+    eval_reserve = 2 * len(dls.valid.ds) * per_batch / recipe.bs + 2.0  # two forward passes per test image
+    spent = time.perf_counter() - wall0
+    epochs = max(1, int((budget - spent - eval_reserve) / (per_batch * len(dls.train) * 1.02)))
+    log(f"budget {budget} s: {recipe.model}, {epochs} epochs planned ({per_batch * 1e3:.0f} ms per batch)")
+    torch.manual_seed(seed)
+    make_sched, _ = sched_func("onecycle", recipe.lr)
+    budget_cb = TimeBudgetCB(budget - spent, reserve=eval_reserve)
+    cbs = [BatchAugmentCB(**recipe.augment), BatchSchedCB(make_sched), budget_cb]
+    if recipe.bf16:
+        cbs.append(MixedPrecisionCB())
+    opt_func = partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
+    loss = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)
+    learn = Learner(get_model(recipe.model), dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func)
+    learn.fit(epochs, valid=False)
+    acc, acc_tta = evaluate(learn, dls.valid)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    share = cpu / ((os.cpu_count() or 1) * wall)
+    result = {
+        "budget": budget, "seed": seed, "recipe": recipe.__dict__, "epochs": epochs,
+        "stopped_by_budget": budget_cb.stopped_early, "test_acc": acc, "test_acc_tta": acc_tta,
+        "wall": wall, "machine_share": share, "shared_machine": share < 0.8,
+    }  # fmt: skip
+    flag = "  (SHARED MACHINE: not a record)" if result["shared_machine"] else ""
+    log(f"test accuracy {acc:.4f}, with TTA {acc_tta:.4f}, in {wall:.1f} s (machine share {share:.2f}){flag}")
+    return result
