@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lrlab.files import atomic_write
+
 VERSION = 1
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load(path: str | Path) -> dict:

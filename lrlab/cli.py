@@ -190,6 +190,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speedrun(args: argparse.Namespace) -> int:
+    import json
+
+    from lrlab.speedrun import speedrun
+
+    result = speedrun(args.budget, seed=args.seed, data_dir=args.data_dir)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--stats", action="store_true", help="record activation and gradient statistics, save plots")
     fit.add_argument("--init", choices=["kaiming", "lsuv", "default"], default="kaiming")
     fit.add_argument("--no-norm", action="store_true", help="the CNN without BatchNorm")
+    fit.add_argument("--model", default="cnn", choices=["cnn", "cnn-wide", "resnet", "resnet-small"])
+    fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (mixed precision)")
+    fit.add_argument("--augment", action="store_true", help="random crop (pad 2) and flip on training batches")
+    fit.add_argument("--tta", action="store_true", help="test-time augmentation: image and mirror averaged")
+    fit.add_argument("--label-smoothing", type=float, default=0.0)
     fit.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -269,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--cap", type=positive_int, default=10_000, help="compare: give up after this many epochs")
     lab.add_argument("--out", default="runs/lab", help="folder for the charts")
     lab.set_defaults(func=cmd_lab)
+
+    speed = sub.add_parser("speedrun", help="the best model a time budget buys on this machine, measured")
+    speed.add_argument("--budget", type=int, default=60, choices=[60, 300, 900], help="seconds, everything included")
+    speed.add_argument("--seed", type=int, default=0)
+    speed.add_argument("--data-dir", default=None)
+    speed.add_argument("--out", default=None, help="write the result as JSON here")
+    speed.set_defaults(func=cmd_speedrun)
 
     cmp = sub.add_parser("compare", help="a grid of lr strategies x seeds on Fashion-MNIST, with a report")
     cmp.add_argument("--preset", default="lesson", choices=["lesson"])

@@ -210,10 +210,8 @@ def plot_report(results: Sequence[dict], out: Path, stem: str = "report") -> lis
     ax.set_ylabel("valid accuracy (mean over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     paths.append(out / f"{stem}-valid_acc.png")
     save(fig, paths[-1])
-    plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name in names:
@@ -224,10 +222,8 @@ def plot_report(results: Sequence[dict], out: Path, stem: str = "report") -> lis
     ax.set_ylabel("lr (first seed)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     paths.append(out / f"{stem}-lr.png")
     save(fig, paths[-1])
-    plt.close(fig)
 
     annealed = [r for r in results if r["decisions"]]
     if annealed:
@@ -243,10 +239,8 @@ def plot_report(results: Sequence[dict], out: Path, stem: str = "report") -> lis
             ax.set_xlabel("training step")
             ax.grid(alpha=0.3)
         ax1.legend(fontsize=7)
-        fig.tight_layout()
         paths.append(out / f"{stem}-anneal.png")
         save(fig, paths[-1])
-        plt.close(fig)
     return paths
 
 

@@ -6,13 +6,14 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from lrlab.files import atomic_write
 
 UPSTREAM_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FILES = {
@@ -114,16 +115,7 @@ def download(dest: Path, base_url: str = UPSTREAM_URL, opener: Opener = http_get
             continue
         payload = opener(base_url + name)
         decompress_verified(name, payload, f"the download of {base_url + name}")
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(target, lambda f, payload=payload: f.write(payload))
 
 
 def find_dir(data_dir: str | os.PathLike | None = None) -> Path | None:

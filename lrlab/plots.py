@@ -9,10 +9,12 @@ import matplotlib.pyplot as plt
 
 
 def save(fig, path: str | Path):
-    """Write a figure as PNG (creating folders) and return it."""
+    """Lay out, write as PNG (creating folders), release the figure's memory, and return it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
     return fig
 
 
@@ -29,9 +31,7 @@ def plot_series(
         if name in logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
     save(fig, path)
-    plt.close(fig)
     return fig
 
 
@@ -51,7 +51,5 @@ def plot_losses(history: list[dict], batch_losses: Sequence[float], path: str | 
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     save(fig, path)
-    plt.close(fig)
     return fig

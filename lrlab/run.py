@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 ROW = "{epoch:>5}  {train_loss:>10}  {valid_loss:>10}  {valid_acc:>9}  {seconds:>7}"
@@ -47,12 +48,12 @@ def opt_defaults(name: str) -> dict:
 
 
 def initialized_model(args: argparse.Namespace, dls):
-    """The lesson CNN with or without BatchNorm, initialized as asked (kaiming | lsuv | default)."""
+    """The chosen model (the lesson CNN with or without BatchNorm by default), initialized as asked."""
     from torch import nn
 
-    from lrlab.models import lesson_cnn, lsuv_init
+    from lrlab.models import get_model, lesson_cnn, lsuv_init
 
-    model = lesson_cnn(norm=not args.no_norm)
+    model = lesson_cnn(norm=not args.no_norm) if args.model == "cnn" else get_model(args.model)
     if args.init == "default":  # PyTorch's own init instead of Kaiming
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
@@ -64,9 +65,24 @@ def initialized_model(args: argparse.Namespace, dls):
     return model
 
 
+def speed_callbacks(args: argparse.Namespace) -> list:
+    """Mixed precision, batch augmentation and test-time augmentation, as the options ask."""
+    from lrlab.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB
+
+    cbs = []
+    if args.bf16:
+        cbs.append(MixedPrecisionCB())
+    if args.augment:
+        cbs.append(BatchAugmentCB(pad=2, flip=True))
+    if args.tta:
+        cbs.append(TTACB())
+    return cbs
+
+
 def fit_command(args: argparse.Namespace) -> int:
     """Train (or resume) a run; exit status 0, 3 when it diverged, 128+signal when interrupted."""
     import torch
+    from torch.nn import functional as F
 
     from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB
     from lrlab.callbacks.checkpoint import CheckpointCB, Diverged, DivergenceGuardCB, TrainingInterrupted
@@ -92,7 +108,8 @@ def fit_command(args: argparse.Namespace) -> int:
         if not config_path.exists():
             raise ValueError(f"{run_dir} is not a run folder of lrlab fit (no config.json)")
         saved = json.loads(config_path.read_text())
-        args = argparse.Namespace(**{**saved, "resume": resume, "progress": args.progress, "nproc": args.nproc})
+        keep = {"resume": resume, "progress": args.progress, "nproc": args.nproc}
+        args = argparse.Namespace(**{**vars(args), **saved, **keep})  # options added since keep their defaults
     else:
         stamp = time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}")
         run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / stamp
@@ -117,7 +134,8 @@ def fit_command(args: argparse.Namespace) -> int:
     say = print if is_main() else (lambda *a, **k: None)
 
     say(
-        f"lesson CNN{' without BatchNorm' if args.no_norm else ''} ({n_params(model):,} parameters, {args.init} init), "
+        f"{args.model}{' without BatchNorm' if args.no_norm else ''} "
+        f"({n_params(model):,} parameters, {args.init} init), "
         f"{args.opt}, lr {args.lr:g}, schedule {args.sched}, "
         f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
         + (f", {world} processes" if world > 1 else "")
@@ -140,7 +158,9 @@ def fit_command(args: argparse.Namespace) -> int:
 
         act_stats, grad_stats = ActivationStats(), GradientStats()
         cbs += [act_stats, grad_stats]
-    learn = Learner(model, dls, lr=args.lr, cbs=cbs, opt_func=opt_func)
+    cbs += speed_callbacks(args)
+    loss_func = partial(F.cross_entropy, label_smoothing=args.label_smoothing)
+    learn = Learner(model, dls, loss_func=loss_func, lr=args.lr, cbs=cbs, opt_func=opt_func)
     start = time.perf_counter()
     try:
         learn.fit(args.epochs, resume=run_dir / "last.pt" if resume else None)

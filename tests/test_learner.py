@@ -7,6 +7,7 @@ import torch
 
 from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB, SingleBatchCB, TrainCB
 from lrlab.learner import (
+    EVENTS,
     Callback,
     CancelBatchException,
     CancelEpochException,
@@ -14,22 +15,7 @@ from lrlab.learner import (
 )
 from tests.conftest import tiny_dls, tiny_model
 
-ALL = [
-    "before_fit",
-    "before_epoch",
-    "before_batch",
-    "after_pred",
-    "after_loss",
-    "after_backward",
-    "after_step",
-    "after_batch",
-    "after_epoch",
-    "after_fit",
-    "after_cancel_batch",
-    "after_cancel_epoch",
-    "after_cancel_fit",
-    "cleanup_fit",
-]
+ALL = list(EVENTS)
 
 
 class EventLog(Callback):

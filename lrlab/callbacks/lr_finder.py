@@ -129,9 +129,7 @@ class LRFindResult:
         ax.set_ylabel("loss")
         ax.legend()
         ax.grid(alpha=0.3)
-        fig.tight_layout()
         save(fig, path)
-        plt.close(fig)
         return fig
 
 

@@ -87,9 +87,7 @@ class _Recorder(Callback):
             ax.set_title(name, fontsize=8)
             ax.set_xlabel("batch")
         fig.suptitle(title)
-        fig.tight_layout()
         save(fig, path)
-        plt.close(fig)
         return fig
 
 
@@ -167,9 +165,7 @@ class ActivationStats(_Recorder):
             ax.set_xlabel("batch")
             ax.grid(alpha=0.3)
         ax2.legend(fontsize=7)
-        fig.tight_layout()
         save(fig, path)
-        plt.close(fig)
         return fig
 
 
@@ -215,7 +211,5 @@ def _lines(series: dict[str, torch.Tensor], path, ylabel: str, ylim=None):
         ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     save(fig, path)
-    plt.close(fig)
     return fig

@@ -21,9 +21,7 @@ def plot_rmse(sheet: Sheet, path: str | Path) -> plt.Figure:
     ax.set_xlabel("epoch")
     ax.set_ylabel("rmse" if sheet.textbook else "sqrt(sum err^2)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     save(fig, path)
-    plt.close(fig)
     return fig
 
 
@@ -40,9 +38,7 @@ def plot_compare(results: Sequence[dict], path: str | Path) -> plt.Figure:
     ax.set_title("five optimizers from Reset")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
     save(fig, path)
-    plt.close(fig)
     return fig
 
 
@@ -67,9 +63,7 @@ def plot_paths(results: Sequence[dict], data: Sequence[tuple[float, float]], pat
     ax.set_ylim(as_[0], as_[-1])
     ax.set_title("paths over log10 of the summed squared error")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     save(fig, path)
-    plt.close(fig)
     return fig
 
 

@@ -1,0 +1,126 @@
+"""Fast to a good model: mixed precision, the ResNets, batch augmentation, TTA, and the time budget."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import pytest
+import torch
+
+from lrlab.callbacks import MetricsCB
+from lrlab.callbacks.schedule import fit_one_cycle
+from lrlab.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB, TimeBudgetCB
+from lrlab.cli import main
+from lrlab.data import get_dls
+from lrlab.learner import Callback, Learner
+from lrlab.models import get_model, lesson_cnn, n_params
+from lrlab.optim import Adam
+from lrlab.speedrun import Recipe, speedrun
+from tests.conftest import tiny_dls
+
+
+def test_model_family():
+    assert 1.1e6 < n_params(get_model("resnet")) < 1.3e6
+    assert 2.5e5 < n_params(get_model("resnet-small")) < 3.5e5
+    for name in ("cnn", "cnn-wide", "resnet", "resnet-small"):
+        assert get_model(name)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="unknown model 'vgg'; choose one of cnn"):
+        get_model("vgg")
+
+
+def test_bf16_autocast_trains_as_well_as_fp32(data_dir):
+    """Same seed, data order and epochs; only the arithmetic differs."""
+    dls = get_dls(256, data_dir=data_dir)
+    accs = {}
+    for name, cbs in (("fp32", []), ("bf16", [MixedPrecisionCB()])):
+        torch.manual_seed(0)
+        dls.train.epoch = 0
+        metrics = MetricsCB()
+        learn = Learner(
+            lesson_cnn(), dls, lr=6e-2, cbs=[metrics, *cbs], opt_func=partial(Adam, eps=1e-5, weight_decay=1e-2)
+        )
+        fit_one_cycle(learn, 5, 6e-2)
+        accs[name] = metrics.history[-1]["valid_acc"]
+    assert abs(accs["bf16"] - accs["fp32"]) <= 0.003, accs
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # weights stay fp32
+
+
+def test_autocast_really_computes_in_bf16_and_closes_its_context():
+    seen = []
+
+    class Spy(Callback):
+        def after_pred(self, learn):
+            seen.append((learn.preds.dtype, torch.is_autocast_cpu_enabled()))
+
+    Learner(lesson_cnn(), tiny_dls(), lr=1e-2, cbs=[MixedPrecisionCB(channels_last=True), Spy()]).fit(1)
+    assert seen and all(dtype == torch.bfloat16 and on for dtype, on in seen)
+    assert not torch.is_autocast_cpu_enabled()
+    with pytest.raises(ValueError, match="float16 autocast needs CUDA"):
+        Learner(lesson_cnn(), tiny_dls(), lr=1e-2, cbs=[MixedPrecisionCB(torch.float16)]).fit(1)
+
+
+def test_augmentation_changes_training_batches_only():
+    dls = tiny_dls(n=64, bs=16)
+    seen = {"train": [], "valid": []}
+
+    class Spy(Callback):
+        order = 0
+
+        def before_batch(self, learn):
+            seen["train" if learn.training else "valid"].append(learn.batch[0].clone())
+
+    Learner(lesson_cnn(), dls, lr=1e-2, cbs=[BatchAugmentCB(pad=2, erase=0.5), Spy()]).fit(1)
+    valid = torch.cat([x for x, _ in dls.valid])
+    assert torch.equal(torch.cat(seen["valid"]), valid)
+    assert len(seen["train"]) == 4 and seen["train"][0].shape == (16, 1, 28, 28)
+
+
+def test_augment_ops():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4) + 1
+    flipped = BatchAugmentCB(pad=0, flip=True)
+    torch.manual_seed(0)
+    out = flipped.augment(x)
+    assert all(torch.equal(o, i) or torch.equal(o, i.flip(2)) for o, i in zip(out, x))
+    crop = BatchAugmentCB(pad=1, flip=False)
+    out = crop.augment(x)
+    for o, i in zip(out, x):  # a shifted window of the zero-padded image
+        padded = torch.nn.functional.pad(i, (1, 1, 1, 1))
+        assert any(torch.equal(o, padded[:, dy : dy + 4, dx : dx + 4]) for dy in range(3) for dx in range(3))
+    erased = BatchAugmentCB(pad=0, flip=False, erase=1.0).augment(x)
+    assert all((e == 0).any() for e in erased) and (erased == x).logical_or(erased == 0).all()
+
+
+def test_tta_averages_the_image_and_its_mirror():
+    model = lesson_cnn().eval()
+    dls = tiny_dls(n=16, bs=16)
+    learn = Learner(model, dls, lr=1e-2)
+    learn.batch, learn.training = next(iter(dls.valid)), False
+    TTACB().predict(learn)
+    with torch.no_grad():
+        x = learn.batch[0]
+        expected = ((model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2).log()
+    assert torch.allclose(learn.preds, expected, atol=1e-6)
+
+
+def test_time_budget_stops_training():
+    budget = TimeBudgetCB(0.5)
+    start = time.perf_counter()
+    Learner(lesson_cnn(), tiny_dls(n=4096, bs=16), lr=1e-2, cbs=[budget]).fit(50, valid=False)
+    assert budget.stopped_early and time.perf_counter() - start < 2.0
+
+
+def test_speedrun_stays_inside_its_budget(data_dir):
+    result = speedrun(20, data_dir=data_dir, recipe=Recipe("cnn", lr=2e-2, augment={"pad": 1, "flip": True}),
+                      log=lambda s: None)  # fmt: skip
+    assert result["wall"] <= 20 and result["test_acc"] > 0.85 and result["test_acc_tta"] > 0.85
+    assert 0 < result["machine_share"] <= 1.05
+    with pytest.raises(ValueError, match="unknown budget 61"):
+        speedrun(61)
+
+
+def test_cli_fit_with_speed_options(data_dir, tmp_path, capsys):
+    args = ["fit", "--model", "resnet-small", "--bf16", "--augment", "--tta", "--label-smoothing", "0.1",
+            "--epochs", "1", "--n-train", "2048", "--n-valid", "500", "--lr", "0.01"]  # fmt: skip
+    assert main([*args, "--data-dir", str(data_dir), "--run-dir", str(tmp_path)]) == 0
+    assert "resnet-small" in capsys.readouterr().out
