@@ -107,7 +107,12 @@ def fit_command(args: argparse.Namespace) -> int:
         config_path = run_dir / "config.json"
         if not config_path.exists():
             raise ValueError(f"{run_dir} is not a run folder of lrlab fit (no config.json)")
-        saved = json.loads(config_path.read_text())
+        try:
+            saved = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_path} is not valid JSON ({e}); it should hold the run's options") from e
+        if not isinstance(saved, dict):
+            raise ValueError(f"{config_path} should hold an object of options, got {type(saved).__name__}")
         keep = {"resume": resume, "progress": args.progress, "nproc": args.nproc}
         args = argparse.Namespace(**{**vars(args), **saved, **keep})  # options added since keep their defaults
     else:

@@ -195,3 +195,13 @@ def test_malformed_arguments_fail_with_a_message(lr, n_epochs, bs, momentum, she
         except (ValueError, TypeError, LabError) as e:
             assert str(e), "an error must say what is wrong"
         assert math.isfinite(0.0)
+
+
+def test_resume_with_a_broken_config_says_so(tmp_path, capsys):
+    from lrlab.cli import main
+
+    (tmp_path / "config.json").write_text("{not json")
+    assert main(["fit", "--resume", str(tmp_path)]) == 2
+    assert "config.json is not valid JSON" in capsys.readouterr().err
+    assert main(["fit", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
