@@ -139,7 +139,7 @@ def fit_command(args: argparse.Namespace) -> int:
     say = print if is_main() else (lambda *a, **k: None)
 
     say(
-        f"{args.model}{' without BatchNorm' if args.no_norm else ''} "
+        f"{'lesson CNN' if args.model == 'cnn' else args.model}{' without BatchNorm' if args.no_norm else ''} "
         f"({n_params(model):,} parameters, {args.init} init), "
         f"{args.opt}, lr {args.lr:g}, schedule {args.sched}, "
         f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"

@@ -51,11 +51,11 @@ def test_autocast_really_computes_in_bf16_and_closes_its_context():
 
     class Spy(Callback):
         def after_pred(self, learn):
-            seen.append((learn.preds.dtype, torch.is_autocast_cpu_enabled()))
+            seen.append((learn.preds.dtype, torch.is_autocast_enabled("cpu")))
 
     Learner(lesson_cnn(), tiny_dls(), lr=1e-2, cbs=[MixedPrecisionCB(channels_last=True), Spy()]).fit(1)
     assert seen and all(dtype == torch.bfloat16 and on for dtype, on in seen)
-    assert not torch.is_autocast_cpu_enabled()
+    assert not torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="float16 autocast needs CUDA"):
         Learner(lesson_cnn(), tiny_dls(), lr=1e-2, cbs=[MixedPrecisionCB(torch.float16)]).fit(1)
 
