@@ -98,7 +98,7 @@ def test_valid_loss_measure_fires_on_plateau():
     assert len(cb.decisions) == 4
     assert cb.decisions[0]["new_lr"] == cb.decisions[0]["old_lr"]  # the first check only sets the best
     for d in cb.decisions:
-        assert d["new_lr"] in (d["old_lr"], d["old_lr"] / 4)
+        assert d["new_lr"] in (d["old_lr"], d["old_lr"] / cb.factor)
 
 
 def test_stationarity_fires_once_training_is_stationary():

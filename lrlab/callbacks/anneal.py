@@ -2,7 +2,7 @@
 
 Defaults (chosen by measurement on the lesson CNN, see docs/results/auto-anneal.md): the noise measure,
 checked every 50 batches after a one-epoch linear warm-up (warmup=None), ratio rule with rebase,
-threshold 1.5, factor 4.
+threshold 1.5, factor 3.
 `AutoAnnealCB.workbook()` is the sheet's rule as it stands (on a real network it never fires).
 
 Every check (each epoch, or every k batches) computes a gradient-size `measure` and applies a rule:
@@ -46,7 +46,7 @@ class AutoAnnealCB(Callback):
         measure: str = "noise",
         rule: str = "ratio",
         threshold: float = 1.5,
-        factor: float = 4.0,
+        factor: float = 3.0,
         every: int | None = 50,
         warmup: int | None = None,
         best: float | None = None,
