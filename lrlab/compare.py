@@ -29,16 +29,17 @@ ADAM = partial(Adam, eps=1e-5, weight_decay=1e-2)
 
 @dataclass
 class Config:
-    """One way to set the learning rate: an optimizer, a base lr ('find' = ask lr_find) and callbacks."""
+    """One way to set the learning rate: an optimizer, a base lr ('find' = ask lr_find) and callbacks
+    (built from the lr the run ends up using)."""
 
     name: str
     what: str
     opt_func: Callable = ADAM
     lr: float | str = 1e-2
-    make_cbs: Callable[[], list[Callback]] = list
+    make_cbs: Callable[[float], list[Callback]] = lambda lr: []
 
 
-def auto_anneal_defaults() -> list[Callback]:
+def auto_anneal_defaults(lr: float) -> list[Callback]:
     """AutoAnnealCB with its defaults (see lrlab.callbacks.anneal)."""
     return [AutoAnnealCB()]
 
@@ -48,15 +49,15 @@ CONFIGS: dict[str, Config] = {
     for c in [
         Config("constant", "Adam, constant lr 1e-2"),
         Config("cosine", "Adam, cosine per batch from 6e-2", lr=6e-2,
-               make_cbs=lambda: [BatchSchedCB(partial(lr_scheduler.CosineAnnealingLR))]),
+               make_cbs=lambda lr: [BatchSchedCB(partial(lr_scheduler.CosineAnnealingLR))]),
         Config("onecycle", "Adam, one-cycle at lr_find's suggestion", lr="find",
-               make_cbs=lambda: [BatchSchedCB(partial(lr_scheduler.OneCycleLR, max_lr=None))]),
+               make_cbs=lambda lr: [BatchSchedCB(partial(lr_scheduler.OneCycleLR, max_lr=lr))]),
         Config("plateau", "Adam 1e-2, ReduceLROnPlateau(valid loss, patience 0, factor 0.25)",
-               make_cbs=lambda: [EpochSchedCB(partial(lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.25))]),
+               make_cbs=lambda lr: [EpochSchedCB(partial(lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.25))]),
         Config("autoanneal", "Adam 6e-2, AutoAnnealCB with its defaults", lr=6e-2, make_cbs=auto_anneal_defaults),
         Config("prodigy", "Prodigy (lr 1, learning-rate-free)", opt_func=None, lr=1.0),
         Config("schedulefree", "Schedule-Free AdamW (lr 2.5e-3, its default; 5% warm-up)", opt_func=None, lr=2.5e-3,
-               make_cbs=lambda: [ScheduleFreeCB()]),
+               make_cbs=lambda lr: [ScheduleFreeCB()]),
         Config("dadapt", "D-Adaptation Adam (lr 1, learning-rate-free)", opt_func=None, lr=1.0),
     ]
 }  # fmt: skip
@@ -97,16 +98,10 @@ def run_one(config: Config, seed: int, epochs: int, make_dls: Callable, make_mod
     dls = make_dls(seed)
     n_steps = len(dls.train) * epochs
     metrics, recorder, guard = MetricsCB(), RecorderCB(lr=lr_of(0)), DivergenceCancelCB()
-    cbs = config.make_cbs()
     learn = Learner(make_model(), dls, lr=1e-3, cbs=[metrics, recorder, guard], opt_func=_opt_func(config, n_steps))
     start = time.perf_counter()
-    lr = config.lr
-    if lr == "find":
-        lr = lr_find(learn).suggestion
-    for cb in cbs:  # one-cycle's peak is the found lr
-        make = getattr(cb, "make_sched", None)
-        if make is not None and make.keywords.get("max_lr", 0) is None:
-            cb.make_sched = partial(make.func, **{**make.keywords, "max_lr": lr})
+    lr = lr_find(learn).suggestion if config.lr == "find" else config.lr
+    cbs = config.make_cbs(lr)
     learn.fit(epochs, lr=lr, cbs=cbs)
     wall = time.perf_counter() - start
     hist = metrics.history
