@@ -17,11 +17,12 @@ from torch.optim import lr_scheduler
 
 from lrlab.callbacks import MetricsCB
 from lrlab.callbacks.anneal import AutoAnnealCB
+from lrlab.callbacks.checkpoint import Diverged, DivergenceGuardCB
 from lrlab.callbacks.lr_finder import lr_find
 from lrlab.callbacks.lrfree import ScheduleFreeCB, lrfree_opt_func
 from lrlab.callbacks.recorder import RecorderCB, lr_of
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
-from lrlab.learner import Callback, CancelFitException, Learner
+from lrlab.learner import Callback, Learner
 from lrlab.optim import Adam
 
 ADAM = partial(Adam, eps=1e-5, weight_decay=1e-2)
@@ -72,18 +73,6 @@ def get_configs(names: Sequence[str]) -> list[Config]:
     return [CONFIGS[n] for n in names]
 
 
-class DivergenceCancelCB(Callback):
-    """Stop a run whose training loss is NaN or infinite (the grid reports it as diverged)."""
-
-    def after_loss(self, learn: Learner) -> None:
-        if learn.training and not torch.isfinite(learn.loss.detach()):
-            self.diverged = (learn.epoch, learn.iter)
-            raise CancelFitException()
-
-    def before_fit(self, learn: Learner) -> None:
-        self.diverged = None
-
-
 def _opt_func(config: Config, n_steps: int) -> Callable:
     if config.opt_func is not None:
         return config.opt_func
@@ -97,16 +86,20 @@ def run_one(config: Config, seed: int, epochs: int, make_dls: Callable, make_mod
     torch.manual_seed(seed)
     dls = make_dls(seed)
     n_steps = len(dls.train) * epochs
-    metrics, recorder, guard = MetricsCB(), RecorderCB(lr=lr_of(0)), DivergenceCancelCB()
-    learn = Learner(make_model(), dls, lr=1e-3, cbs=[metrics, recorder, guard], opt_func=_opt_func(config, n_steps))
+    metrics, recorder = MetricsCB(), RecorderCB(lr=lr_of(0))
+    learn = Learner(make_model(), dls, lr=1e-3, cbs=[metrics, recorder], opt_func=_opt_func(config, n_steps))
     start = time.perf_counter()
     lr = lr_find(learn).suggestion if config.lr == "find" else config.lr
     cbs = config.make_cbs(lr)
-    learn.fit(epochs, lr=lr, cbs=cbs)
+    try:
+        learn.fit(epochs, lr=lr, cbs=[*cbs, DivergenceGuardCB()])
+        diverged = False
+    except Diverged:
+        diverged = True
     wall = time.perf_counter() - start
     hist = metrics.history
     last = hist[-1] if hist else {}
-    diverged = guard.diverged is not None or not all(math.isfinite(v) for v in last.values())
+    diverged = diverged or not all(math.isfinite(v) for v in last.values())
     anneal = next((cb for cb in cbs if isinstance(cb, AutoAnnealCB)), None)
     return {
         "config": config.name,

@@ -25,6 +25,7 @@ import math
 import torch
 
 from lrlab.anneal import anneal_step
+from lrlab.callbacks.core import last_metric
 from lrlab.learner import Callback, Learner
 
 MEASURES = ("sq", "noise", "stationarity", "valid_loss")
@@ -73,12 +74,25 @@ class AutoAnnealCB(Callback):
         self.best = math.inf if self.initial_best is None else self.initial_best
         self.reference: float | None = None
         self.decisions, self.step, self.base_lrs = [], 0, [g["lr"] for g in learn.opt.param_groups]
+        self.adam: bool | None = None
         self.own_sq: list[torch.Tensor] | None = None
         self.own_avg: list[torch.Tensor] | None = None
         self.z: list[float] = []
         self.d2: list[float] = []
 
-    STATE = ("best", "reference", "decisions", "step", "base_lrs", "own_sq", "own_avg", "z", "d2", "warmup_steps")
+    STATE = (
+        "best",
+        "reference",
+        "decisions",
+        "step",
+        "base_lrs",
+        "adam",
+        "own_sq",
+        "own_avg",
+        "z",
+        "d2",
+        "warmup_steps",
+    )
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.STATE}
@@ -95,7 +109,7 @@ class AutoAnnealCB(Callback):
     def after_backward(self, learn: Learner) -> None:
         if self.measure == "stationarity":
             self.before_step = [p.detach().clone() for p in self._params(learn)]
-        elif self.measure in ("sq", "noise") and not self._adam_state(learn):
+        elif self.measure in ("sq", "noise") and not self._uses_adam_state(learn):
             self._track_own_moments(learn)
 
     def after_step(self, learn: Learner) -> None:
@@ -133,6 +147,12 @@ class AutoAnnealCB(Callback):
     def _adam_state(learn: Learner) -> bool:
         return any("exp_avg_sq" in s for s in learn.opt.state.values())
 
+    def _uses_adam_state(self, learn: Learner) -> bool:
+        """Decided once the optimizer has state (after its first step), not re-scanned every batch."""
+        if self.adam is None and learn.opt.state:
+            self.adam = self._adam_state(learn)
+        return bool(self.adam)
+
     def _track_own_moments(self, learn: Learner) -> None:
         grads = [p.grad.detach() for p in self._params(learn)]
         if self.own_sq is None:
@@ -143,7 +163,7 @@ class AutoAnnealCB(Callback):
             avg.lerp_(g, 1 - self.beta)
 
     def _moments(self, learn: Learner) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        if self._adam_state(learn):
+        if self._uses_adam_state(learn):
             states = [s for s in learn.opt.state.values() if "exp_avg_sq" in s]
             return [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         return self.own_avg or [], self.own_sq or []
@@ -151,11 +171,10 @@ class AutoAnnealCB(Callback):
     def current_measure(self, learn: Learner) -> float:
         """The chosen statistic now (see the module's docstring)."""
         if self.measure == "valid_loss":
-            rows = [getattr(cb, "history", None) for cb in learn.cbs]
-            rows = [h for h in rows if h and "valid_loss" in h[-1]]
-            if not rows:
+            value = last_metric(learn, "valid_loss")
+            if value is None:
                 raise ValueError("measure 'valid_loss' needs a MetricsCB and a validation pass")
-            return rows[0][-1]["valid_loss"]
+            return value
         avgs, sqs = self._moments(learn)
         if not sqs:
             return math.nan

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from lrlab import checkpoint
+from lrlab.callbacks.core import last_metric
 from lrlab.distributed import is_main
 from lrlab.learner import Callback, Learner
 
@@ -90,20 +91,13 @@ class CheckpointCB(Callback):
         if learn.training and learn.do_valid:
             return
         self.save(learn, learn.epoch + 1, 0)
-        value = self._metric(learn)
+        value = last_metric(learn, self.metric)
         if value is not None and (
             self.best is None or (value < self.best if self.mode == "min" else value > self.best)
         ):
             self.best = value
             if is_main():
                 shutil.copyfile(self.last_path, self.folder / "best.pt")
-
-    def _metric(self, learn: Learner) -> float | None:
-        for cb in learn.cbs:
-            history = getattr(cb, "history", None)
-            if history and isinstance(history[-1], dict) and self.metric in history[-1]:
-                return history[-1][self.metric]
-        return None
 
     def state_dict(self) -> dict:
         return {"best": self.best}

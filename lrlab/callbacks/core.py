@@ -62,6 +62,15 @@ class SingleBatchCB(Callback):
         raise CancelFitException()
 
 
+def last_metric(learn: Learner, key: str) -> float | None:
+    """The latest value of a metric (e.g. 'valid_loss') from any attached callback that keeps a history."""
+    for cb in learn.cbs:
+        history = getattr(cb, "history", None)
+        if history and isinstance(history[-1], dict) and key in history[-1]:
+            return history[-1][key]
+    return None
+
+
 class MetricsCB(Callback):
     """Mean loss and accuracy per epoch (weighted by batch size) for train and valid, kept as history."""
 

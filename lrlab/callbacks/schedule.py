@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch.optim import lr_scheduler
 
+from lrlab.callbacks.core import last_metric
 from lrlab.learner import Callback, Learner
 from lrlab.schedules import SchedFunc, build_sched, sched_func
 
@@ -52,14 +53,13 @@ class EpochSchedCB(Callback):
             return
         if learn.training and learn.do_valid:
             return
-        rows = [getattr(cb, "history", None) for cb in learn.cbs]
-        rows = [h for h in rows if h and self.metric in h[-1]]
-        if not rows:
+        value = last_metric(learn, self.metric)
+        if value is None:
             raise ValueError(
                 f"ReduceLROnPlateau needs the metric {self.metric!r}: add a MetricsCB (it records "
                 f"train_loss, train_acc, valid_loss, valid_acc)"
             )
-        self.sched.step(rows[0][-1][self.metric])
+        self.sched.step(value)
 
 
 def fit_one_cycle(learn: Learner, n_epochs: int, lr_max: float, **kwargs) -> Learner:
