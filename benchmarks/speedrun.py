@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lrlab.speedrun import RECIPES, speedrun
+from lrlab.speedrun import speedrun
 
 
 def main() -> None:
@@ -50,10 +50,12 @@ def write_table(results: list[dict], path: Path) -> None:
     ]
     for budget in dict.fromkeys(r["budget"] for r in results):
         runs = [r for r in results if r["budget"] == budget]
-        rec = RECIPES[budget]
+        rec = runs[0]["recipe"]  # what actually ran, so --table-only stays true after RECIPES change
         epochs = "/".join(str(r["epochs"]) for r in runs)
-        recipe = (f"{rec.model}, Adam one-cycle lr {rec.lr:g}, bs {rec.bs}, bf16 autocast, label smoothing "
-                  f"{rec.label_smoothing}, augment {rec.augment}, {epochs} epochs (planned per run)")  # fmt: skip
+        recipe = (f"{rec['model']}, Adam one-cycle lr {rec['lr']:g}, bs {rec['bs']}, "
+                  f"{'bf16 autocast, ' if rec['bf16'] else ''}{'torch.compile, ' if rec.get('compile') else ''}"
+                  f"label smoothing {rec['label_smoothing']}, augment {rec['augment']}, "
+                  f"{epochs} epochs (planned per run)")  # fmt: skip
 
         def stat(key, runs=runs):
             vals = [r[key] for r in runs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class Recipe:
     label_smoothing: float = 0.1
     augment: dict = field(default_factory=dict)
     bf16: bool = True
+    compile: bool = False  # torch.compile the model: faster batches after a warm-up paid inside the budget
 
 
 RECIPES = {
@@ -49,24 +51,22 @@ class _Timer(Callback):
             raise CancelFitException()
 
 
-def seconds_per_batch(recipe: Recipe, dls) -> float:
-    """Time a few training batches of a throw-away copy of the model (warm-up excluded)."""
+def seconds_per_batch(recipe: Recipe, dls, model: torch.nn.Module) -> float:
+    """Time a few training batches of `model` (warm-up and compilation excluded), then restore its weights."""
+    state = copy.deepcopy(model.state_dict())
     timer = _Timer()
     cbs = [timer, BatchAugmentCB(**recipe.augment)] + ([MixedPrecisionCB()] if recipe.bf16 else [])
-    Learner(get_model(recipe.model), dls, lr=recipe.lr, cbs=cbs, opt_func=partial(Adam, eps=1e-5)).fit(1, valid=False)
+    Learner(model, dls, lr=recipe.lr, cbs=cbs, opt_func=partial(Adam, eps=1e-5)).fit(1, valid=False)
+    model.load_state_dict(state)
     dls.train.epoch = 0
     return timer.per_batch
 
 
-def evaluate(learn: Learner, dl) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> tuple[float, float]:
     """Test accuracy without and with test-time augmentation (the image and its mirror, averaged)."""
-    model = learn.model.eval()
+    model.eval()
     hits = hits_tta = n = 0
-    ctx = (
-        torch.autocast("cpu", dtype=torch.bfloat16)
-        if learn.cb(MixedPrecisionCB)
-        else torch.autocast("cpu", enabled=False)
-    )
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), ctx:
         for xb, yb in dl:
             p = model(xb).float().softmax(1)
@@ -87,7 +87,9 @@ def speedrun(
     wall0, cpu0 = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     dls = get_dls(recipe.bs, data_dir=data_dir, seed=seed)
-    per_batch = seconds_per_batch(recipe, dls)
+    model = get_model(recipe.model)
+    run_model = torch.compile(model) if recipe.compile else model  # shares model's parameters
+    per_batch = seconds_per_batch(recipe, dls, run_model)
     eval_reserve = 2 * len(dls.valid.ds) * per_batch / recipe.bs + 2.0  # two forward passes per test image
     spent = time.perf_counter() - wall0
     epochs = max(1, int((budget - spent - eval_reserve) / (per_batch * len(dls.train) * 1.02)))
@@ -100,9 +102,9 @@ def speedrun(
         cbs.append(MixedPrecisionCB())
     opt_func = partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
     loss = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)
-    learn = Learner(get_model(recipe.model), dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func)
+    learn = Learner(run_model, dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func)
     learn.fit(epochs, valid=False)
-    acc, acc_tta = evaluate(learn, dls.valid)
+    acc, acc_tta = evaluate(model, dls.valid, bf16=recipe.bf16)  # uncompiled: eval mode needs no new graph
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     share = cpu / ((os.cpu_count() or 1) * wall)
     result = {

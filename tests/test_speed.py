@@ -16,7 +16,7 @@ from lrlab.data import get_dls
 from lrlab.learner import Callback, Learner
 from lrlab.models import get_model, lesson_cnn, n_params
 from lrlab.optim import Adam
-from lrlab.speedrun import Recipe, speedrun
+from lrlab.speedrun import Recipe, seconds_per_batch, speedrun
 from tests.conftest import tiny_dls
 
 
@@ -82,11 +82,12 @@ def test_augment_ops():
     torch.manual_seed(0)
     out = flipped.augment(x)
     assert all(torch.equal(o, i) or torch.equal(o, i.flip(2)) for o, i in zip(out, x))
-    crop = BatchAugmentCB(pad=1, flip=False)
-    out = crop.augment(x)
-    for o, i in zip(out, x):  # a shifted window of the zero-padded image
-        padded = torch.nn.functional.pad(i, (1, 1, 1, 1))
-        assert any(torch.equal(o, padded[:, dy : dy + 4, dx : dx + 4]) for dy in range(3) for dx in range(3))
+    for fill, border in ((0.0, 0.0), (None, 1.0)):  # None: the batch's darkest value (its background)
+        out = BatchAugmentCB(pad=1, flip=False, fill=fill).augment(x)
+        assert not torch.equal(out, x)  # (seeded) at least one image moved, so its border shows
+        for o, i in zip(out, x):  # a shifted window of the padded image
+            padded = torch.nn.functional.pad(i, (1, 1, 1, 1), value=border)
+            assert any(torch.equal(o, padded[:, dy : dy + 4, dx : dx + 4]) for dy in range(3) for dx in range(3))
     erased = BatchAugmentCB(pad=0, flip=False, erase=1.0).augment(x)
     assert all((e == 0).any() for e in erased) and (erased == x).logical_or(erased == 0).all()
 
@@ -110,10 +111,21 @@ def test_time_budget_stops_training():
     assert budget.stopped_early and time.perf_counter() - start < 2.0
 
 
-def test_speedrun_stays_inside_its_budget(data_dir):
-    result = speedrun(20, data_dir=data_dir, recipe=Recipe("cnn", lr=2e-2, augment={"pad": 1, "flip": True}),
-                      log=lambda s: None)  # fmt: skip
-    assert result["wall"] <= 20 and result["test_acc"] > 0.85 and result["test_acc_tta"] > 0.85
+def test_planning_times_batches_without_training_the_model():
+    model, dls = lesson_cnn(), tiny_dls(n=512, bs=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    per_batch = seconds_per_batch(Recipe("cnn", lr=1e-2), dls, model)
+    assert 0 < per_batch < 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BatchNorm statistics too
+    assert dls.train.epoch == 0
+
+
+@pytest.mark.parametrize("compile_model", [False, True])
+def test_speedrun_stays_inside_its_budget(data_dir, compile_model):
+    recipe = Recipe("cnn", lr=2e-2, augment={"pad": 1, "flip": True}, compile=compile_model)
+    budget = 30 if compile_model else 20  # compiling the model takes a few seconds of the budget
+    result = speedrun(budget, data_dir=data_dir, recipe=recipe, log=lambda s: None)
+    assert result["wall"] <= budget and result["test_acc"] > 0.85 and result["test_acc_tta"] > 0.85
     assert 0 < result["machine_share"] <= 1.05
     with pytest.raises(ValueError, match="unknown budget 61"):
         speedrun(61)

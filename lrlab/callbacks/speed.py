@@ -63,15 +63,20 @@ class MixedPrecisionCB(Callback):
 
 
 class BatchAugmentCB(Callback):
-    """Augment whole training batches with tensor ops (never per image in Python): random crop after zero
-    padding, horizontal flip, random erasing. Validation batches are left untouched."""
+    """Augment whole training batches with tensor ops (never per image in Python): random crop after padding,
+    horizontal flip, random erasing. Validation batches are left untouched.
+
+    The padded border is filled with `fill`, by default the batch's darkest value: for normalized images that
+    is the black background, where zero would paint a grey frame that test images never have."""
 
     order = -6
 
-    def __init__(self, pad: int = 2, flip: bool = True, erase: float = 0.0, erase_max: float = 0.3) -> None:
+    def __init__(
+        self, pad: int = 2, flip: bool = True, erase: float = 0.0, erase_max: float = 0.3, fill: float | None = None
+    ) -> None:
         if pad < 0 or not 0 <= erase <= 1 or not 0 < erase_max <= 1:
             raise ValueError(f"need pad >= 0, 0 <= erase <= 1, 0 < erase_max <= 1; got {pad}, {erase}, {erase_max}")
-        self.pad, self.flip, self.erase, self.erase_max = pad, flip, erase, erase_max
+        self.pad, self.flip, self.erase, self.erase_max, self.fill = pad, flip, erase, erase_max, fill
 
     def before_batch(self, learn: Learner) -> None:
         if learn.training:
@@ -82,7 +87,8 @@ class BatchAugmentCB(Callback):
         dev = x.device
         if self.pad:
             p = self.pad
-            padded = F.pad(x, (p, p, p, p))
+            fill = float(x.amin()) if self.fill is None else self.fill
+            padded = F.pad(x, (p, p, p, p), value=fill)
             dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
             dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
             rows = (torch.arange(h, device=dev).view(1, h, 1) + dy).expand(n, h, w)
