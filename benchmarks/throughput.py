@@ -51,7 +51,8 @@ def main() -> None:
         fp32 = images_per_second(name, args.bs, bf16=False, compiled=False)
         bf16 = images_per_second(name, args.bs, bf16=True, compiled=False)
         both = images_per_second(name, args.bs, bf16=True, compiled=True)
-        print(f"{name:14s} {fp32:8.0f} {bf16:8.0f} {both:13.0f}   (bf16 {bf16 / fp32:.2f}x, +compile {both / fp32:.2f}x)")
+        ratios = f"(bf16 {bf16 / fp32:.2f}x, bf16+compile {both / fp32:.2f}x)"
+        print(f"{name:14s} {fp32:8.0f} {bf16:8.0f} {both:13.0f}   {ratios}")
 
 
 if __name__ == "__main__":

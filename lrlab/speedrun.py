@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from lrlab.callbacks.schedule import BatchSchedCB
-from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, TimeBudgetCB
+from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB
 from lrlab.data import get_dls
 from lrlab.learner import Callback, CancelFitException, Learner
 from lrlab.models import get_model
@@ -93,12 +93,14 @@ def speedrun(
     per_batch = seconds_per_batch(recipe, dls, run_model)
     eval_reserve = 2 * len(dls.valid.ds) * per_batch / recipe.bs + 2.0  # two forward passes per test image
     spent = time.perf_counter() - wall0
-    epochs = max(1, int((budget - spent - eval_reserve) / (per_batch * len(dls.train) * 1.03)))
-    log(f"budget {budget} s: {recipe.model}, {epochs} epochs planned ({per_batch * 1e3:.0f} ms per batch)")
+    steps = max(1, int((budget - spent - eval_reserve) / (per_batch * 1.03)))  # the last epoch may be partial
+    epochs = -(-steps // len(dls.train))
+    log(f"budget {budget} s: {recipe.model}, {steps} batches = {steps / len(dls.train):.1f} epochs planned "
+        f"({per_batch * 1e3:.0f} ms per batch)")  # fmt: skip
     torch.manual_seed(seed)
     make_sched, _ = sched_func("onecycle", recipe.lr)
     budget_cb = TimeBudgetCB(budget - spent, reserve=eval_reserve)
-    cbs = [BatchAugmentCB(**recipe.augment), BatchSchedCB(make_sched), budget_cb]
+    cbs = [BatchAugmentCB(**recipe.augment), BatchSchedCB(make_sched, n_steps=steps), StepLimitCB(steps), budget_cb]
     if recipe.bf16:
         cbs.append(MixedPrecisionCB())
     opt_func = partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
@@ -109,7 +111,8 @@ def speedrun(
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     share = cpu / ((os.cpu_count() or 1) * wall)
     result = {
-        "budget": budget, "seed": seed, "recipe": recipe.__dict__, "epochs": epochs,
+        "budget": budget, "seed": seed, "recipe": recipe.__dict__, "steps": steps,
+        "epochs": round(steps / len(dls.train), 1),
         "stopped_by_budget": budget_cb.stopped_early, "test_acc": acc, "test_acc_tta": acc_tta,
         "wall": wall, "machine_share": share, "shared_machine": share < 0.8,
     }  # fmt: skip

@@ -13,6 +13,7 @@ from lrlab.callbacks import MetricsCB
 from lrlab.callbacks.lr_finder import LRFinderCB, lr_find, smooth, steepest, valley
 from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB, fit_one_cycle
+from lrlab.callbacks.speed import StepLimitCB
 from lrlab.learner import Learner
 from lrlab.optim import Adam
 from lrlab.schedules import available_schedulers, build_sched, plot_sched, sched_func, sched_lrs
@@ -107,6 +108,20 @@ def test_plateau_steps_with_valid_loss_and_needs_metrics():
     bare = Learner(tiny_model(), tiny_dls(), lr=0.1)
     with pytest.raises(ValueError, match="MetricsCB"):
         bare.fit(1, cbs=[EpochSchedCB(partial(S.ReduceLROnPlateau))])
+
+
+def test_schedule_over_planned_steps_ends_mid_epoch():
+    lr = partial(S.OneCycleLR, max_lr=0.05)
+    recorder = RecorderCB(lr=lr_of(0))
+    learn = Learner(tiny_model(), tiny_dls(n=64, bs=16), lr=0.01, cbs=[recorder])  # 4 batches an epoch
+    learn.fit(3, cbs=[BatchSchedCB(lr, n_steps=6), StepLimitCB(6)])
+    assert recorder.recs["lr"] == pytest.approx(sched_lrs(lr, 6)["lr"])  # the whole cycle in 1.5 epochs
+    recorder = RecorderCB(lr=lr_of(0))
+    Learner(tiny_model(), tiny_dls(n=64, bs=16), lr=0.01, cbs=[recorder]).fit(3, cbs=[BatchSchedCB(lr, n_steps=6)])
+    lrs = recorder.recs["lr"]  # no StepLimitCB: the fit goes on at the schedule's last lr instead of failing
+    assert len(lrs) == 12 and lrs[6:] == pytest.approx([0.05 / 25 / 1e4] * 6)  # OneCycleLR's final lr
+    with pytest.raises(ValueError, match="n_steps must be a positive integer or None, got 0"):
+        BatchSchedCB(lr, n_steps=0)
 
 
 def test_schedule_shorter_than_fit_raises_before_training():

@@ -10,7 +10,7 @@ import torch
 
 from lrlab.callbacks import MetricsCB
 from lrlab.callbacks.schedule import fit_one_cycle
-from lrlab.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB, TimeBudgetCB
+from lrlab.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB
 from lrlab.cli import main
 from lrlab.data import get_dls
 from lrlab.learner import Callback, Learner
@@ -120,12 +120,27 @@ def test_planning_times_batches_without_training_the_model():
     assert dls.train.epoch == 0
 
 
+def test_step_limit_stops_in_the_middle_of_an_epoch():
+    class Count(Callback):
+        seen = 0
+
+        def after_batch(self, learn):
+            self.seen += learn.training
+
+    count = Count()
+    Learner(lesson_cnn(), tiny_dls(n=64, bs=16), lr=1e-2, cbs=[count, StepLimitCB(6)]).fit(3)
+    assert count.seen == 6  # 1.5 of the 3 epochs
+    with pytest.raises(ValueError, match="n_steps must be a positive integer, got 2.5"):
+        StepLimitCB(2.5)
+
+
 @pytest.mark.parametrize("compile_model", [False, True])
 def test_speedrun_stays_inside_its_budget(data_dir, compile_model):
     recipe = Recipe("cnn", lr=2e-2, augment={"pad": 1, "flip": True}, compile=compile_model)
     budget = 30 if compile_model else 20  # compiling the model takes a few seconds of the budget
     result = speedrun(budget, data_dir=data_dir, recipe=recipe, log=lambda s: None)
     assert result["wall"] <= budget and result["test_acc"] > 0.85 and result["test_acc_tta"] > 0.85
+    assert not result["stopped_by_budget"] and result["steps"] > 0  # the plan fitted the budget
     assert 0 < result["machine_share"] <= 1.05
     with pytest.raises(ValueError, match="unknown budget 61"):
         speedrun(61)

@@ -10,17 +10,21 @@ from lrlab.schedules import SchedFunc, build_sched, sched_func
 
 
 class BatchSchedCB(Callback):
-    """Step a scheduler after every training batch (never during validation)."""
+    """Step a scheduler after every training batch (never during validation). The schedule spans the whole
+    fit, or its first `n_steps` batches (for a fit cut short mid-epoch, see StepLimitCB; past them the last lr
+    holds: OneCycleLR extrapolated past its end would climb again)."""
 
-    def __init__(self, make_sched: SchedFunc) -> None:
-        self.make_sched = make_sched
+    def __init__(self, make_sched: SchedFunc, n_steps: int | None = None) -> None:
+        if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
+            raise ValueError(f"n_steps must be a positive integer or None, got {n_steps!r}")
+        self.make_sched, self.n_steps = make_sched, n_steps
 
     def before_fit(self, learn: Learner) -> None:
         n = len(learn.dls.train) * learn.n_epochs if learn.do_train else 0
-        self.sched = build_sched(self.make_sched, learn.opt, n)
+        self.sched = build_sched(self.make_sched, learn.opt, self.n_steps or n)
 
     def after_batch(self, learn: Learner) -> None:
-        if learn.training:
+        if learn.training and (self.n_steps is None or self.sched.last_epoch < self.n_steps - 1):
             self.sched.step()
 
     def state_dict(self) -> dict:

@@ -139,3 +139,23 @@ class TimeBudgetCB(Callback):
         if learn.training and time.perf_counter() - self.start > self.seconds - self.reserve:
             self.stopped_early = True
             raise CancelFitException()
+
+
+class StepLimitCB(Callback):
+    """End the fit after `n_steps` training batches, so a planned run may stop in the middle of an epoch."""
+
+    order = 90
+
+    def __init__(self, n_steps: int) -> None:
+        if not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        self.n_steps = n_steps
+
+    def before_fit(self, learn: Learner) -> None:
+        self.done = 0
+
+    def after_batch(self, learn: Learner) -> None:
+        if learn.training:
+            self.done += 1
+            if self.done >= self.n_steps:
+                raise CancelFitException()
