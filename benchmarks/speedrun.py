@@ -99,3 +99,7 @@ Training throughput on this machine: `benchmarks/throughput.py`.
 For 60 s, seed 0: resnet-small (2 epochs) 0.9112 with TTA, the lesson CNN (30 epochs) 0.9203,
 cnn-wide (8 epochs) 0.9227, which became the recipe.
 """
+
+
+if __name__ == "__main__":
+    main()
