@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from lrlab.callbacks.schedule import BatchSchedCB
-from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB
+from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB, tta_probs
 from lrlab.data import get_dls
 from lrlab.learner import Callback, CancelFitException, Learner
 from lrlab.models import get_model
@@ -70,7 +70,7 @@ def evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> tuple[float, flo
     with torch.inference_mode(), ctx:
         for xb, yb in dl:
             p = model(xb).float().softmax(1)
-            p_tta = (p + model(xb.flip(3)).float().softmax(1)) / 2
+            p_tta = tta_probs(model, xb, p)
             hits += int((p.argmax(1) == yb).sum())
             hits_tta += int((p_tta.argmax(1) == yb).sum())
             n += len(yb)

@@ -110,6 +110,13 @@ class BatchAugmentCB(Callback):
         return x
 
 
+def tta_probs(model: torch.nn.Module, x: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
+    """Class probabilities averaged over the image and its mirror; `probs` of the image itself, if already
+    computed, saves its forward pass."""
+    probs = model(x).float().softmax(1) if probs is None else probs
+    return (probs + model(x.flip(3)).float().softmax(1)) / 2
+
+
 class TTACB(Callback):
     """Test-time augmentation: in validation, predict with the average of the image's and its mirror's
     probabilities (returned as log-probabilities, so cross-entropy and accuracy work unchanged)."""
@@ -119,8 +126,7 @@ class TTACB(Callback):
         if learn.training:
             learn.preds = learn.model(x)
             return
-        probs = (learn.model(x).float().softmax(1) + learn.model(x.flip(3)).float().softmax(1)) / 2
-        learn.preds = probs.log()
+        learn.preds = tta_probs(learn.model, x).log()
 
 
 class TimeBudgetCB(Callback):
