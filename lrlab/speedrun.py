@@ -43,12 +43,23 @@ RECIPES = {
 
 
 class _Timer(Callback):
+    """After 3 warm-up batches, time at least 12 batches and at least 1 s: a fast model's few milliseconds
+    per batch are too noisy to plan a budget on."""
+
     def after_batch(self, learn: Learner) -> None:
         if learn.iter == 3:
             self.start = time.perf_counter()
-        if learn.iter == 15:
-            self.per_batch = (time.perf_counter() - self.start) / 12
-            raise CancelFitException()
+        elif learn.iter > 3:
+            n, elapsed = learn.iter - 3, time.perf_counter() - self.start
+            if (n >= 12 and elapsed >= 1.0) or learn.iter == len(learn.dl) - 1:
+                self.per_batch = elapsed / n
+                raise CancelFitException()
+
+
+def _loss_and_opt(recipe: Recipe) -> tuple[Callable, Callable]:
+    """The recipe's loss and optimizer, the same for the timing and the real run."""
+    loss = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)
+    return loss, partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
 
 
 def seconds_per_batch(recipe: Recipe, dls, model: torch.nn.Module) -> float:
@@ -56,7 +67,8 @@ def seconds_per_batch(recipe: Recipe, dls, model: torch.nn.Module) -> float:
     state = copy.deepcopy(model.state_dict())
     timer = _Timer()
     cbs = [timer, BatchAugmentCB(**recipe.augment)] + ([MixedPrecisionCB()] if recipe.bf16 else [])
-    Learner(model, dls, lr=recipe.lr, cbs=cbs, opt_func=partial(Adam, eps=1e-5)).fit(1, valid=False)
+    loss, opt_func = _loss_and_opt(recipe)
+    Learner(model, dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func).fit(1, valid=False)
     model.load_state_dict(state)
     dls.train.epoch = 0
     return timer.per_batch
@@ -103,8 +115,7 @@ def speedrun(
     cbs = [BatchAugmentCB(**recipe.augment), BatchSchedCB(make_sched, n_steps=steps), StepLimitCB(steps), budget_cb]
     if recipe.bf16:
         cbs.append(MixedPrecisionCB())
-    opt_func = partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
-    loss = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)
+    loss, opt_func = _loss_and_opt(recipe)
     learn = Learner(run_model, dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func)
     learn.fit(epochs, valid=False)
     acc, acc_tta = evaluate(model, dls.valid, bf16=recipe.bf16)  # uncompiled: eval mode needs no new graph
