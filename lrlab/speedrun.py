@@ -12,8 +12,8 @@ from functools import partial
 import torch
 from torch.nn import functional as F
 
-from lrlab.callbacks.schedule import BatchSchedCB
-from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB, tta_probs
+from lrlab.callbacks.schedule import DeadlineSchedCB
+from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, tta_probs
 from lrlab.data import get_dls
 from lrlab.learner import Callback, CancelFitException, Learner
 from lrlab.models import get_model
@@ -111,8 +111,8 @@ def speedrun(
         f"({per_batch * 1e3:.0f} ms per batch)")  # fmt: skip
     torch.manual_seed(seed)
     make_sched, _ = sched_func("onecycle", recipe.lr)
-    budget_cb = TimeBudgetCB(budget - spent, reserve=eval_reserve)
-    cbs = [BatchAugmentCB(**recipe.augment), BatchSchedCB(make_sched, n_steps=steps), StepLimitCB(steps), budget_cb]
+    schedule = DeadlineSchedCB(make_sched, steps, seconds=budget - spent - eval_reserve)  # ends the fit
+    cbs = [BatchAugmentCB(**recipe.augment), schedule]
     if recipe.bf16:
         cbs.append(MixedPrecisionCB())
     loss, opt_func = _loss_and_opt(recipe)
@@ -124,9 +124,11 @@ def speedrun(
     result = {
         "budget": budget, "seed": seed, "recipe": recipe.__dict__, "steps": steps,
         "epochs": round(steps / len(dls.train), 1),
-        "stopped_by_budget": budget_cb.stopped_early, "test_acc": acc, "test_acc_tta": acc_tta,
+        "steps_trained": schedule.trained, "steps_skipped": schedule.skipped, "test_acc": acc, "test_acc_tta": acc_tta,
         "wall": wall, "machine_share": share, "shared_machine": share < 0.8,
     }  # fmt: skip
     flag = "  (SHARED MACHINE: not a record)" if result["shared_machine"] else ""
+    if schedule.skipped:
+        log(f"slower than planned: the schedule skipped {schedule.skipped} of {steps} batches to end on time")
     log(f"test accuracy {acc:.4f}, with TTA {acc_tta:.4f}, in {wall:.1f} s (machine share {share:.2f}){flag}")
     return result

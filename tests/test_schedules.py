@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 
@@ -12,7 +13,7 @@ from torch.optim import lr_scheduler as S
 from lrlab.callbacks import MetricsCB
 from lrlab.callbacks.lr_finder import LRFinderCB, lr_find, smooth, steepest, valley
 from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
-from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB, fit_one_cycle
+from lrlab.callbacks.schedule import BatchSchedCB, DeadlineSchedCB, EpochSchedCB, fit_one_cycle
 from lrlab.callbacks.speed import StepLimitCB
 from lrlab.learner import Learner
 from lrlab.optim import Adam
@@ -122,6 +123,23 @@ def test_schedule_over_planned_steps_ends_mid_epoch():
     assert len(lrs) == 12 and lrs[6:] == pytest.approx([0.05 / 25 / 1e4] * 6)  # OneCycleLR's final lr
     with pytest.raises(ValueError, match="n_steps must be a positive integer or None, got 0"):
         BatchSchedCB(lr, n_steps=0)
+
+
+def test_deadline_schedule_keeps_pace_with_the_clock():
+    lr = partial(S.OneCycleLR, max_lr=0.05)
+    full = sched_lrs(lr, 20)["lr"]
+    on_time = DeadlineSchedCB(lr, n_steps=20, seconds=1e9)  # the batches end first: the plain schedule
+    recorder = RecorderCB(lr=lr_of(0))
+    Learner(tiny_model(), tiny_dls(n=64, bs=16), lr=0.01, cbs=[recorder]).fit(9, cbs=[on_time])
+    assert recorder.recs["lr"] == pytest.approx(full) and (on_time.trained, on_time.skipped) == (20, 0)
+    ticks = itertools.count()  # each batch takes 1 s of a 10-s deadline: twice slower than the 20 planned
+    late = DeadlineSchedCB(lr, n_steps=20, seconds=10, clock=lambda: float(next(ticks)))
+    recorder = RecorderCB(lr=lr_of(0))
+    Learner(tiny_model(), tiny_dls(n=64, bs=16), lr=0.01, cbs=[recorder]).fit(9, cbs=[late])
+    assert recorder.recs["lr"] == pytest.approx(full[::2])  # every other position, down to the annealed end
+    assert (late.trained, late.skipped) == (10, 10)
+    with pytest.raises(ValueError, match="seconds must be positive, got 0"):
+        DeadlineSchedCB(lr, n_steps=20, seconds=0)
 
 
 def test_schedule_shorter_than_fit_raises_before_training():

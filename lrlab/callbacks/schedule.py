@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from torch.optim import lr_scheduler
 
 from lrlab.callbacks.core import last_metric
-from lrlab.learner import Callback, Learner
+from lrlab.learner import Callback, CancelFitException, Learner
 from lrlab.schedules import SchedFunc, build_sched, sched_func
 
 
@@ -32,6 +35,40 @@ class BatchSchedCB(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.sched.load_state_dict(state)
+
+
+class DeadlineSchedCB(BatchSchedCB):
+    """A per-batch schedule over `n_steps` batches that always finishes, and by `seconds` at the latest: when
+    the clock runs ahead of the batch count, the schedule skips ahead to keep pace, so a slower-than-planned
+    run still anneals fully by its deadline instead of being cut off at a high learning rate. Ends the fit."""
+
+    order = 90
+
+    def __init__(
+        self, make_sched: SchedFunc, n_steps: int, seconds: float, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        super().__init__(make_sched, n_steps)
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        self.seconds, self.clock = seconds, clock
+
+    def before_fit(self, learn: Learner) -> None:
+        super().before_fit(learn)
+        self.start, self.trained, self.skipped = self.clock(), 0, 0
+
+    def after_batch(self, learn: Learner) -> None:
+        if not learn.training:
+            return
+        self.trained += 1
+        here = self.sched.last_epoch  # the schedule position this batch was trained at
+        by_clock = int(self.n_steps * (self.clock() - self.start) / self.seconds)
+        target = max(here + 1, by_clock)
+        if target >= self.n_steps:
+            self.skipped += self.n_steps - 1 - here
+            raise CancelFitException()
+        self.skipped += target - here - 1
+        for _ in range(target - here):
+            self.sched.step()
 
 
 class EpochSchedCB(Callback):
