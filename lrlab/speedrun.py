@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -89,6 +90,16 @@ def evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> tuple[float, flo
     return hits / n, hits_tta / n
 
 
+def seconds_to_evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> float:
+    """Time the final evaluation (with TTA) on a few test batches, scaled to the whole test set: the time
+    the training must leave for it."""
+    batches = list(itertools.islice(iter(dl), 4))
+    evaluate(model, batches[:1], bf16)  # warm-up
+    start = time.perf_counter()
+    evaluate(model, batches[1:], bf16)
+    return (time.perf_counter() - start) / len(batches[1:]) * len(dl)
+
+
 def speedrun(
     budget: int, seed: int = 0, data_dir=None, log: Callable[[str], None] = print, recipe: Recipe | None = None
 ) -> dict:
@@ -103,28 +114,35 @@ def speedrun(
     model = get_model(recipe.model)
     run_model = torch.compile(model) if recipe.compile else model  # shares model's parameters
     per_batch = seconds_per_batch(recipe, dls, run_model)
-    eval_reserve = 2 * len(dls.valid.ds) * per_batch / recipe.bs + 2.0  # two forward passes per test image
+    eval_reserve = 1.25 * seconds_to_evaluate(model, dls.valid, recipe.bf16) + 0.5
     spent = time.perf_counter() - wall0
-    steps = max(1, int((budget - spent - eval_reserve) / (per_batch * 1.03)))  # the last epoch may be partial
+    train_seconds = budget - spent - eval_reserve
+    steps = max(1, int(train_seconds / per_batch))  # the last epoch may be partial; if slower, see DeadlineSchedCB
     epochs = -(-steps // len(dls.train))
     log(f"budget {budget} s: {recipe.model}, {steps} batches = {steps / len(dls.train):.1f} epochs planned "
         f"({per_batch * 1e3:.0f} ms per batch)")  # fmt: skip
     torch.manual_seed(seed)
     make_sched, _ = sched_func("onecycle", recipe.lr)
-    schedule = DeadlineSchedCB(make_sched, steps, seconds=budget - spent - eval_reserve)  # ends the fit
+    schedule = DeadlineSchedCB(make_sched, steps, seconds=train_seconds)  # ends the fit
     cbs = [BatchAugmentCB(**recipe.augment), schedule]
     if recipe.bf16:
         cbs.append(MixedPrecisionCB())
     loss, opt_func = _loss_and_opt(recipe)
     learn = Learner(run_model, dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func)
+    fit_start = time.perf_counter()
     learn.fit(epochs, valid=False)
+    fit_seconds = time.perf_counter() - fit_start
+    eval_start = time.perf_counter()
     acc, acc_tta = evaluate(model, dls.valid, bf16=recipe.bf16)  # uncompiled: eval mode needs no new graph
+    eval_seconds = time.perf_counter() - eval_start
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     share = cpu / ((os.cpu_count() or 1) * wall)
     result = {
         "budget": budget, "seed": seed, "recipe": recipe.__dict__, "steps": steps,
         "epochs": round(steps / len(dls.train), 1),
-        "steps_trained": schedule.trained, "steps_skipped": schedule.skipped, "test_acc": acc, "test_acc_tta": acc_tta,
+        "steps_trained": schedule.trained, "steps_skipped": schedule.skipped, "train_s_planned": train_seconds,
+        "train_s": fit_seconds, "eval_s_reserved": eval_reserve, "eval_s": eval_seconds,
+        "test_acc": acc, "test_acc_tta": acc_tta,
         "wall": wall, "machine_share": share, "shared_machine": share < 0.8,
     }  # fmt: skip
     flag = "  (SHARED MACHINE: not a record)" if result["shared_machine"] else ""

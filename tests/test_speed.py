@@ -16,7 +16,7 @@ from lrlab.data import get_dls
 from lrlab.learner import Callback, Learner
 from lrlab.models import get_model, lesson_cnn, n_params
 from lrlab.optim import Adam
-from lrlab.speedrun import Recipe, seconds_per_batch, speedrun
+from lrlab.speedrun import Recipe, evaluate, seconds_per_batch, seconds_to_evaluate, speedrun
 from tests.conftest import tiny_dls
 
 
@@ -118,6 +118,14 @@ def test_planning_times_batches_without_training_the_model():
     assert 0 < per_batch < 1
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BatchNorm statistics too
     assert dls.train.epoch == 0
+
+
+def test_evaluation_time_is_estimated_from_a_few_batches():
+    model, dl = lesson_cnn(), tiny_dls(n=256 * 24, bs=256).valid
+    estimate = seconds_to_evaluate(model, dl)
+    start = time.perf_counter()
+    evaluate(model, dl)
+    assert estimate / 3 < time.perf_counter() - start < estimate * 3
 
 
 def test_step_limit_stops_in_the_middle_of_an_epoch():
