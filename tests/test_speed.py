@@ -121,7 +121,7 @@ def test_planning_times_batches_without_training_the_model():
 
 
 def test_evaluation_time_is_estimated_from_a_few_batches():
-    model, dl = lesson_cnn(), tiny_dls(n=256 * 24, bs=256).valid
+    model, dl = get_model("resnet-small"), tiny_dls(n=256 * 16, bs=256).valid  # batches long enough to time
     estimate = seconds_to_evaluate(model, dl)
     start = time.perf_counter()
     evaluate(model, dl)
