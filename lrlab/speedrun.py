@@ -95,9 +95,10 @@ def seconds_to_evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> float
     the training must leave for it."""
     batches = list(itertools.islice(iter(dl), 4))
     evaluate(model, batches[:1], bf16)  # warm-up
+    timed = batches[1:] or batches  # a one-batch test set: time that batch again
     start = time.perf_counter()
-    evaluate(model, batches[1:], bf16)
-    return (time.perf_counter() - start) / len(batches[1:]) * len(dl)
+    evaluate(model, timed, bf16)
+    return (time.perf_counter() - start) / len(timed) * len(dl)
 
 
 def speedrun(

@@ -126,6 +126,7 @@ def test_evaluation_time_is_estimated_from_a_few_batches():
     start = time.perf_counter()
     evaluate(model, dl)
     assert estimate / 3 < time.perf_counter() - start < estimate * 3
+    assert seconds_to_evaluate(model, tiny_dls(n=256, bs=256).valid) > 0  # a single batch is timed too
 
 
 def test_step_limit_stops_in_the_middle_of_an_epoch():
