@@ -14,8 +14,8 @@ from lrlab.schedules import SchedFunc, build_sched, sched_func
 
 class BatchSchedCB(Callback):
     """Step a scheduler after every training batch (never during validation). The schedule spans the whole
-    fit, or its first `n_steps` batches (for a fit cut short mid-epoch, see StepLimitCB; past them the last lr
-    holds: OneCycleLR extrapolated past its end would climb again)."""
+    fit, or its first `n_steps` batches (for a fit cut short mid-epoch, see StepLimitCB, or DeadlineSchedCB to
+    end by a time; past them the last lr holds: OneCycleLR extrapolated past its end would climb again)."""
 
     def __init__(self, make_sched: SchedFunc, n_steps: int | None = None) -> None:
         if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):

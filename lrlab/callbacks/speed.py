@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.nn import functional as F
 
 from lrlab.learner import Callback, CancelFitException, Learner
 
@@ -83,12 +82,13 @@ class BatchAugmentCB(Callback):
             learn.batch = (self.augment(learn.batch[0]), *learn.batch[1:])
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
+        n, c, h, w = x.shape
         dev = x.device
         if self.pad:
             p = self.pad
-            fill = float(x.amin()) if self.fill is None else self.fill
-            padded = F.pad(x, (p, p, p, p), value=fill)
+            fill = x.amin() if self.fill is None else torch.tensor(self.fill, dtype=x.dtype, device=dev)
+            padded = fill.expand(n, c, h + 2 * p, w + 2 * p).clone()  # a tensor fill: no device sync per batch
+            padded[:, :, p : p + h, p : p + w] = x
             dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
             dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
             rows = (torch.arange(h, device=dev).view(1, h, 1) + dy).expand(n, h, w)
