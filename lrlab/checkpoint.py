@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import pickle
 import random
 from collections import Counter
 from pathlib import Path
@@ -12,11 +14,20 @@ import torch
 from lrlab.files import atomic_write
 
 VERSION = 1
+PHASES = ("train", "valid")
+
+
+def to_bytes(obj: Any) -> bytes:
+    """Serialize once, to write the same bytes to several files (best.pt and last.pt)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then rename over the target."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    data = obj if isinstance(obj, bytes) else to_bytes(obj)
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def load(path: str | Path) -> dict:
@@ -26,13 +37,26 @@ def load(path: str | Path) -> dict:
         path = path / "last.pt"
     if not path.exists():
         raise ValueError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: a crafted file cannot run code; lrlab's checkpoints hold only tensors and plain data
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        blocked = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), None)
+        if blocked:  # the file asks to import and call something
+            raise ValueError(f"{path} is not a plain-data lrlab checkpoint; refused to load it ({blocked})") from e
+        raise ValueError(f"{path} is not a readable lrlab checkpoint (not a torch.save file)") from e
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable lrlab checkpoint: {e}") from e
+        raise ValueError(f"{path} is not a readable lrlab checkpoint: {type(e).__name__}: {e}") from e
     if not isinstance(ckpt, dict) or ckpt.get("version") != VERSION:
         raise ValueError(f"{path} is not an lrlab checkpoint (version {VERSION})")
     return ckpt
+
+
+def position_of(ckpt: dict) -> dict:
+    """Where a checkpoint resumes: {"epoch", "phase", "batch"} (older checkpoints had no phase)."""
+    position = {"phase": "train", **ckpt["position"]}
+    if position["phase"] not in PHASES:
+        raise ValueError(f"checkpoint position has an unknown phase {position['phase']!r}")
+    return position
 
 
 def check_model(model: torch.nn.Module, state: dict) -> None:
@@ -64,21 +88,29 @@ def callback_keys(cbs: list) -> list[str]:
     return keys
 
 
-def capture(learn, epoch: int, batch: int) -> dict:
-    """Everything needed to continue at (epoch, batch): model, optimizer, callbacks, loaders, RNGs."""
+def capture(learn, epoch: int, batch: int, phase: str = "train") -> dict:
+    """Everything needed to continue at (epoch, phase, batch): model, optimizer, callbacks, loaders, RNGs.
+
+    (e, "train", 0): epoch e has not started; (e, "train", b): its first b training batches are done;
+    (e, "valid", 0): its training is done and its validation is to run (validation restarts whole)."""
+    from lrlab.distributed import world_size
+
+    if phase not in PHASES or (phase == "valid" and batch):
+        raise ValueError(f"a checkpoint position is (epoch, 'train', batch) or (epoch, 'valid', 0), got {phase!r}")
     cbs = [cb for cb in learn.cbs if hasattr(cb, "state_dict")]
     loaders = {}
     for name in ("train", "valid"):
         dl = getattr(learn.dls, name, None)
         if hasattr(dl, "state_dict"):
             loaders[name] = dl.state_dict()
-    if batch and "train" in loaders:  # mid-epoch: replay this epoch's order from the next batch
+    if phase == "train" and batch and "train" in loaders:  # mid-epoch: replay this epoch's order from there
         loaders["train"] = {**loaders["train"], "epoch": loaders["train"]["epoch"] - 1, "skip": batch}
     model = getattr(learn.model, "module", learn.model)  # unwrap DistributedDataParallel
     return {
         "version": VERSION,
-        "position": {"epoch": epoch, "batch": batch},
+        "position": {"epoch": epoch, "phase": phase, "batch": batch},
         "n_epochs": learn.n_epochs,
+        "world_size": world_size(),
         "model": model.state_dict(),
         "opt": learn.opt.state_dict(),
         "callbacks": {k: cb.state_dict() for k, cb in zip(callback_keys(cbs), cbs)},
@@ -87,8 +119,24 @@ def capture(learn, epoch: int, batch: int) -> dict:
     }
 
 
-def restore(learn, ckpt: dict) -> None:
-    """Put optimizer, callbacks, loaders and RNGs back (after before_fit, which rebuilds schedulers)."""
+def restore(learn, ckpt: dict) -> dict:
+    """Put optimizer, callbacks, loaders and RNGs back (after before_fit, which rebuilds schedulers); return
+    the position to continue from. Refuses a checkpoint of another world size or length of fit."""
+    from lrlab.distributed import world_size
+
+    saved_world = ckpt.get("world_size", 1)
+    if saved_world != world_size():
+        raise ValueError(
+            f"this checkpoint was written by a run on {saved_world} process(es) and cannot continue exactly on "
+            f"{world_size()}: the batches per epoch and the schedule differ; resume it on {saved_world} "
+            f"(lrlab fit --resume uses the run's own --nproc), or start a new run"
+        )
+    if ckpt.get("n_epochs", learn.n_epochs) != learn.n_epochs:
+        raise ValueError(
+            f"this checkpoint belongs to a fit of {ckpt['n_epochs']} epochs, not {learn.n_epochs}: "
+            f"resume with the same number of epochs"
+        )
+    position = position_of(ckpt)
     learn.opt.load_state_dict(ckpt["opt"])
     cbs = [cb for cb in learn.cbs if hasattr(cb, "load_state_dict")]
     for key, cb in zip(callback_keys(cbs), cbs):
@@ -99,4 +147,11 @@ def restore(learn, ckpt: dict) -> None:
         if hasattr(dl, "load_state_dict"):
             dl.load_state_dict(state)
     torch.set_rng_state(ckpt["rng"]["torch"])
-    random.setstate(ckpt["rng"]["python"])
+    random.setstate(_as_python_rng_state(ckpt["rng"]["python"]))
+    return position
+
+
+def _as_python_rng_state(state) -> tuple:
+    """random.setstate needs tuples; a plain-data load may hand back lists."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)

@@ -80,6 +80,7 @@ class Learner:
         self.opt: torch.optim.Optimizer | None = None
         self.training = False
         self.epoch = self.iter = 0
+        self.start_iter = 0  # batches of the current phase already done before this fit resumed
         self.n_epochs = 0
         self.do_train = self.do_valid = True
         self._dispatch()
@@ -154,7 +155,9 @@ class Learner:
 
     def _run_batches(self) -> None:
         fire = self.callback
-        for self.iter, self.batch in enumerate(self.dl):
+        # a resumed epoch's loader starts at its saved position; iter counts from the epoch's start
+        start, self.start_iter = self.start_iter, 0
+        for self.iter, self.batch in enumerate(self.dl, start):
             try:
                 fire("before_batch")
                 self.one_batch()
@@ -212,23 +215,42 @@ class Learner:
                 self.opt = self.opt_func(self.model.parameters(), self.lr)
             try:
                 self.callback("before_fit")
+                skip_train = False
                 if ckpt is not None:  # after before_fit, which rebuilds schedulers and resets records
-                    checkpoint.restore(self, ckpt)
-                    self.epochs = range(ckpt["position"]["epoch"], n_epochs)
+                    position = checkpoint.restore(self, ckpt)
+                    self.epochs = range(position["epoch"], n_epochs)
+                    skip_train = position["phase"] == "valid"  # this epoch's training had finished
+                    self.start_iter = position["batch"]
                 for self.epoch in self.epochs:
-                    if train:
+                    if train and not skip_train:
                         self.one_epoch(True)
+                    skip_train = False
                     if valid:
                         self.one_epoch(False)
             except CancelFitException:
                 self.callback("after_cancel_fit")
             self.callback("after_fit")
-        finally:
-            try:
-                self.callback("cleanup_fit")
-            finally:
-                self.remove_cbs(extra)
+        except BaseException as error:
+            self._cleanup(extra, error)
+            raise
+        self._cleanup(extra, None)
         return self
+
+    def _cleanup(self, extra: list[Callback], error: BaseException | None) -> None:
+        """Fire cleanup_fit on every callback even if some fail, then detach this fit's callbacks. A failing
+        cleanup never hides the error that ended the fit: its message is attached to that error instead."""
+        failures = []
+        for handler in self._handlers["cleanup_fit"]:
+            try:
+                handler(self)
+            except Exception as e:
+                failures.append(e)
+        self.remove_cbs(extra)
+        if error is None and failures:
+            raise failures[0]
+        for failure in failures:
+            if hasattr(error, "add_note"):
+                error.add_note(f"(cleanup_fit also failed: {type(failure).__name__}: {failure})")
 
 
 def check_lr(lr: float) -> None:

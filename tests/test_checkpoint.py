@@ -69,7 +69,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(opt_name, stop, tmp_pat
     first = make_learner(opt_name, [CheckpointCB(tmp_path, every=2), StopAt(*stop)])
     first.fit(3)
     ckpt = checkpoint.load(tmp_path)
-    assert ckpt["position"] == ({"epoch": 1, "batch": 0} if stop[1] is None else {"epoch": 1, "batch": 4})
+    assert ckpt["position"] == {"epoch": 1, "phase": "train", "batch": 0 if stop[1] is None else 4}
     resumed = make_learner(opt_name, [CheckpointCB(tmp_path, every=2)])
     for p in resumed.model.parameters():  # start from other weights: everything must come from the checkpoint
         torch.nn.init.normal_(p)
@@ -101,7 +101,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         checkpoint.save_atomic({"x": 1}, tmp_path / "last.pt")
     monkeypatch.undo()
     assert (tmp_path / "last.pt").read_bytes() == before
-    assert checkpoint.load(tmp_path)["position"] == {"epoch": 1, "batch": 0}
+    assert checkpoint.load(tmp_path)["position"] == {"epoch": 1, "phase": "train", "batch": 0}
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     assert learn is not None
 
@@ -130,7 +130,7 @@ def test_divergence_guard_names_epoch_and_batch_and_keeps_the_last_good_state(tm
     with pytest.raises(Diverged, match="epoch 2, batch 3"):
         learn.fit(3)
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())
-    assert checkpoint.load(tmp_path)["position"] == {"epoch": 1, "batch": 0}
+    assert checkpoint.load(tmp_path)["position"] == {"epoch": 1, "phase": "train", "batch": 0}
     guard = DivergenceGuardCB(factor=2.0)
     with pytest.raises(Diverged, match="exceeded 2 x its best"):
         Learner(tiny_model(), tiny_dls(n=320, bs=16), lr=50.0, cbs=[guard], opt_func=torch.optim.SGD).fit(5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import signal
 import threading
 from pathlib import Path
@@ -29,9 +28,23 @@ class Diverged(Exception):
 class CheckpointCB(Callback):
     """Write last.pt after every epoch (and every k training batches), best.pt by a metric; atomic writes.
 
-    SIGINT and SIGTERM during fit finish the current batch, write a checkpoint and raise TrainingInterrupted."""
+    SIGINT and SIGTERM during fit finish the current batch, write a checkpoint and raise TrainingInterrupted.
+    A checkpoint records where to continue: (epoch, "train", batches done) or (epoch, "valid", 0), counted from
+    the epoch's start however many times the run was resumed. best.pt is written before last.pt, so a crash
+    between the two can only leave an older last.pt, whose resume redoes the epoch and rewrites best.pt.
+    Non-finite metric values never become the best.
+
+    Args:
+        folder: where last.pt and best.pt go (created if missing).
+        every: also checkpoint every `every` training batches (None: only at epoch ends and on signals).
+        metric, mode: what makes best.pt ('valid_loss', 'min'); any key of a MetricsCB history row.
+        handle_signals: catch SIGINT/SIGTERM (main thread only).
+
+    Raises:
+        ValueError: a mode other than 'min'/'max', or `every` that is not a positive integer."""
 
     order = 100  # after metrics, schedulers and the recorder have seen the batch/epoch
+    TEMP_GLOBS = (".last.pt.*.tmp", ".best.pt.*.tmp")
 
     def __init__(
         self,
@@ -43,23 +56,32 @@ class CheckpointCB(Callback):
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if every is not None and (not isinstance(every, int) or every < 1):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"every must be None or a number of batches >= 1, got {every!r}")
         self.folder, self.every, self.metric, self.mode = Path(folder), every, metric, mode
         self.handle_signals = handle_signals
         self.best: float | None = None
-        self.saved: list[tuple[int, int]] = []
+        self.saved: list[tuple[int, str, int]] = []
         self.stop_signal: int | None = None
+        self.previous: dict = {}  # signal handlers to put back; empty until before_fit installs ours
 
     @property
     def last_path(self) -> Path:
         return self.folder / "last.pt"
 
-    def save(self, learn: Learner, epoch: int, batch: int) -> Path:
-        """Write the checkpoint for position (epoch, batch): the next batch to run (rank 0 only)."""
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "best.pt"
+
+    def save(self, learn: Learner, epoch: int, batch: int, phase: str = "train", best: bool = False) -> Path:
+        """Write the checkpoint for position (epoch, phase, batch), the next batch to run (rank 0 only); with
+        `best`, the same bytes go to best.pt first."""
         if is_main():
-            checkpoint.save_atomic(checkpoint.capture(learn, epoch, batch), self.last_path)
-        self.saved.append((epoch, batch))
+            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase))
+            if best:
+                checkpoint.save_atomic(data, self.best_path)
+            checkpoint.save_atomic(data, self.last_path)
+        self.saved.append((epoch, phase, batch))
         return self.last_path
 
     # -- signals --------------------------------------------------------------------------------
@@ -68,6 +90,10 @@ class CheckpointCB(Callback):
 
     def before_fit(self, learn: Learner) -> None:
         self.stop_signal, self.previous = None, {}
+        if is_main():  # temporary files a killed process left behind
+            for pattern in self.TEMP_GLOBS:
+                for stale in self.folder.glob(pattern):
+                    stale.unlink(missing_ok=True)
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._on_signal)
@@ -79,25 +105,28 @@ class CheckpointCB(Callback):
 
     # -- when to write --------------------------------------------------------------------------------
     def after_batch(self, learn: Learner) -> None:
-        n_train = len(learn.dls.train)
         if self.stop_signal is not None:
-            batch = learn.iter + 1 if learn.training else n_train
-            path = self.save(learn, learn.epoch, batch)
+            if learn.training:
+                path = self.save(learn, learn.epoch, learn.iter + 1)
+            else:  # validation restarts whole: it changes nothing but the metrics
+                path = self.save(learn, learn.epoch, 0, "valid")
             raise TrainingInterrupted(self.stop_signal, path)
+        n_train = len(learn.dls.train)
         if learn.training and self.every and (learn.iter + 1) % self.every == 0 and learn.iter + 1 < n_train:
             self.save(learn, learn.epoch, learn.iter + 1)
 
     def after_epoch(self, learn: Learner) -> None:
         if learn.training and learn.do_valid:
             return
-        self.save(learn, learn.epoch + 1, 0)
         value = last_metric(learn, self.metric)
-        if value is not None and (
-            self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        ):
-            self.best = value
-            if is_main():
-                shutil.copyfile(self.last_path, self.folder / "best.pt")
+        improved = (
+            value is not None
+            and math.isfinite(value)
+            and (self.best is None or (value < self.best if self.mode == "min" else value > self.best))
+        )
+        if improved:
+            self.best = value  # before the capture: last.pt must know the best it was compared with
+        self.save(learn, learn.epoch + 1, 0, best=improved)
 
     def state_dict(self) -> dict:
         return {"best": self.best}
@@ -119,6 +148,12 @@ class DivergenceGuardCB(Callback):
 
     def before_fit(self, learn: Learner) -> None:
         self.avg, self.n, self.best = 0.0, 0, math.inf
+
+    def state_dict(self) -> dict:
+        return {"avg": self.avg, "n": self.n, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.avg, self.n, self.best = state["avg"], state["n"], state["best"]
 
     def after_loss(self, learn: Learner) -> None:
         if not learn.training:

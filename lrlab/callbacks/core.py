@@ -81,20 +81,42 @@ class MetricsCB(Callback):
         self.history: list[dict] = []
 
     def before_fit(self, learn: Learner) -> None:
-        self.history = []
+        self.history, self.phase, self.pending = [], None, None
+        self.__dict__.pop("row", None)  # an epoch left unfinished by an earlier, cancelled fit
 
     def state_dict(self) -> dict:
-        return {"history": self.history}
+        """The history, plus the epoch in progress: its row, and mid-training its per-batch losses so far (a
+        resumed epoch then reports the same means as an uninterrupted one). A validation in progress is not
+        kept: it restarts whole."""
+        state: dict = {"history": list(self.history)}
+        if hasattr(self, "row"):
+            state["row"] = {"values": dict(self.row), "elapsed": time.perf_counter() - self.start}
+            if getattr(self, "phase", None) == "train":
+                self._count_hits()
+                losses = torch.stack(self.losses).cpu() if self.losses else torch.zeros(0)
+                state["partial"] = {"losses": losses, "sizes": list(self.sizes), "hits": int(self.hits)}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state["history"])
+        self.pending = state.get("partial")
+        if "row" in state:  # a validation to redo keeps its epoch's training row
+            self.row = dict(state["row"]["values"])
+            self.start = time.perf_counter() - state["row"]["elapsed"]
 
     def before_epoch(self, learn: Learner) -> None:
         self.losses, self.sizes, self.preds, self.targets = [], [], [], []
         self.hits = 0
-        if learn.training:
-            self.start = time.perf_counter()
-            self.row = {"epoch": learn.epoch}
+        self.phase = "train" if learn.training else "valid"
+        if not learn.training:
+            return
+        pending, self.pending = getattr(self, "pending", None), None
+        if pending is None:
+            self.start, self.row = time.perf_counter(), {"epoch": learn.epoch}
+            return
+        # a resumed epoch: load_state_dict put back its row and clock; these are the batches before the stop
+        self.losses = list(pending["losses"].unbind())
+        self.sizes, self.hits = list(pending["sizes"]), pending["hits"]
 
     def after_loss(self, learn: Learner) -> None:
         # Only keep references per batch; reduce in chunks (cheap per batch, bounded memory, no device sync).
@@ -118,8 +140,9 @@ class MetricsCB(Callback):
         phase = "train" if learn.training else "valid"
         loss_sum = 0.0
         if self.sizes:
-            sizes = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
-            loss_sum = float((torch.stack(self.losses).float() * sizes).sum())
+            device = self.losses[-1].device  # restored losses of a resumed epoch live on the CPU
+            sizes = torch.tensor(self.sizes, dtype=torch.float32, device=device)
+            loss_sum = float((torch.stack([loss.to(device) for loss in self.losses]).float() * sizes).sum())
             self._count_hits()
         loss_sum, count, hits = all_sum([loss_sum, float(sum(self.sizes)), float(self.hits)])  # over all ranks
         if count:
@@ -127,6 +150,7 @@ class MetricsCB(Callback):
             self.row[f"{phase}_loss"] = loss_sum / count
             if self.accuracy:
                 self.row[f"{phase}_acc"] = hits / count
+        self.phase = None
         if not learn.training or not learn.do_valid:
             self.row["seconds"] = time.perf_counter() - self.start
             self.history.append(self.row)
