@@ -33,6 +33,33 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1) (label smoothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+MAX_SCHED_STEPS = 1_000_000  # about 20 s of simulation
+MAX_LAB_EPOCHS = 1_000_000  # the lab runs about 80,000 epochs a second: a few seconds per sheet at most
+
+
+def bounded_int(most: int):
+    """argparse type: an integer from 1 to `most`."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
+        return value
+
+    return parse
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from lrlab.run import fit_command
 
@@ -66,10 +93,12 @@ def cmd_schedulers(args: argparse.Namespace) -> int:
 
 
 def cmd_sched_plot(args: argparse.Namespace) -> int:
+    from lrlab.plots import image_path
     from lrlab.schedules import plot_sched, sched_func, sched_lrs
 
     make_sched, _ = sched_func(args.name, args.lr, **key_values(args.opt))
     out = Path(args.out or f"{args.name}.png")
+    out = image_path(out / f"{args.name}.png" if out.is_dir() else out)
     rec = sched_lrs(make_sched, args.steps, lr=args.lr)
     plot_sched(make_sched, args.steps, out, lr=args.lr)
     lrs = rec["lr"]
@@ -89,12 +118,13 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from lrlab.learner import Learner
     from lrlab.models import lesson_cnn
     from lrlab.optim import get_opt_func
+    from lrlab.plots import image_path
 
     torch.manual_seed(args.seed)
     dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train)
     learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=get_opt_func(args.opt, **opt_defaults(args.opt)))
     result = lr_find(learn, start_lr=args.start_lr, max_lr=args.max_lr)
-    out = Path(args.out)
+    out = image_path(Path(args.out) / "lr_find.png" if Path(args.out).is_dir() else args.out)
     result.plot(out)
     print(f"{len(result.lrs)} batches, lr {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}")
     found = f"steepest descent at lr {result.steepest:.3g}; valley at {result.valley:.3g}"
@@ -110,6 +140,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from lrlab.lab.report import compare_table, history_table, plot_compare, plot_paths, plot_rmse, rows_table
 
     out = Path(args.out)
+    if args.file and args.target != "export":
+        raise ValueError(f"lrlab lab {args.target} takes no file argument (got {args.file!r}); only export writes one")
+    if (args.epochs or 5) * args.runs > MAX_LAB_EPOCHS:
+        raise ValueError(f"--runs x --epochs is {(args.epochs or 5) * args.runs:,}; at most {MAX_LAB_EPOCHS:,} epochs")
     if args.target == "export":
         from lrlab.lab.export import export_workbook
 
@@ -191,20 +225,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_speedrun(args: argparse.Namespace) -> int:
-    import json
 
     from lrlab.speedrun import speedrun
 
     result = speedrun(args.budget, seed=args.seed, data_dir=args.data_dir)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        from lrlab.runs import write_json
+
+        write_json(Path(args.out), result)
         print(f"wrote {args.out}")
     return 0
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (what is wrong, and where help is) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lrlab", description=__doc__)
+    parser = OneLineErrors(prog="lrlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     fit = sub.add_parser("fit", help="train the lesson CNN on Fashion-MNIST and write a run folder")
@@ -233,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (mixed precision)")
     fit.add_argument("--augment", action="store_true", help="random crop (pad 2) and flip on training batches")
     fit.add_argument("--tta", action="store_true", help="test-time augmentation: image and mirror averaged")
-    fit.add_argument("--label-smoothing", type=float, default=0.0)
+    fit.add_argument("--label-smoothing", type=unit_interval, default=0.0, help="0 (none) to <1")
     fit.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -241,12 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="also checkpoint every K training batches (always after each epoch)",
     )
-    fit.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run exactly")
+    fit.add_argument(
+        "--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run exactly, with its own options"
+    )
+    fit.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     fit.add_argument(
         "--nproc",
         type=positive_int,
-        default=1,
-        help="data-parallel processes on this machine (torch.distributed, gloo on CPU)",
+        default=None,
+        help="data-parallel processes on this machine (torch.distributed, gloo on CPU; default 1)",
     )
     fit.set_defaults(func=cmd_fit)
 
@@ -258,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     splot = sub.add_parser("sched-plot", help="plot what a schedule will do, without training")
     splot.add_argument("name", help="onecycle | cosine | any lr_scheduler class name")
-    splot.add_argument("--steps", type=positive_int, default=100)
+    splot.add_argument("--steps", type=bounded_int(MAX_SCHED_STEPS), default=100, help="at most 1,000,000 (~20 s)")
     splot.add_argument("--lr", type=positive_float, default=0.06, help="base lr (max_lr for one-cycle)")
     splot.add_argument("--opt", action="append", default=[], metavar="K=V", help="scheduler keyword, e.g. T_max=100")
     splot.add_argument("--out", default=None, help="PNG path (default NAME.png)")
@@ -284,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--textbook", action="store_true", help="the clean version instead of the workbook's")
     lab.add_argument("--rows", action="store_true", help="print the rows the sheet displays")
     lab.add_argument("--data", default=None, help="a CSV of x,y rows instead of the workbook's 29")
-    lab.add_argument("--cap", type=positive_int, default=10_000, help="compare: give up after this many epochs")
+    lab.add_argument(
+        "--cap", type=bounded_int(MAX_LAB_EPOCHS), default=10_000, help="compare: give up after this many epochs"
+    )
     lab.add_argument("--out", default="runs/lab", help="folder for the charts")
     lab.set_defaults(func=cmd_lab)
 
@@ -309,16 +355,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_options(parser: argparse.ArgumentParser, command: str, argv: Sequence[str]) -> list[str]:
+    """The options of a subcommand that the command line sets explicitly (even to their default value)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    subparser = sub.choices[command]
+    defaults = {action: action.default for action in subparser._actions}
+    for action in defaults:
+        action.default = argparse.SUPPRESS
+    try:
+        return sorted(vars(subparser.parse_args(list(argv)[list(argv).index(command) + 1 :])))
+    finally:
+        for action, default in defaults.items():
+            action.default = default
+
+
+class PipeSafeStdout:
+    """Standard output that a closed pipe (`lrlab fit | head -3`) cannot stop: the first failed write says so
+    once on stderr and sends the rest to /dev/null, so the command still finishes and writes its files."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.closed_pipe = stream, False
+
+    def _closed(self) -> None:
+        self.closed_pipe = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # Python's own flush at exit must not fail either
+        os.close(devnull)
+        print("lrlab: standard output was closed; carrying on without it (files are still written)", file=sys.stderr)
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def guard_stdout() -> None:
+    """Route this process's prints through PipeSafeStdout (once)."""
+    if not isinstance(sys.stdout, PipeSafeStdout) and sys.stdout is not None:
+        sys.stdout = PipeSafeStdout(sys.stdout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `lrlab` console script."""
+    """Entry point of the `lrlab` console script. A mistake in the input or the environment is one line on
+    stderr and exit status 2; Ctrl-C outside a fit (which checkpoints) exits 130; internal errors keep their
+    traceback."""
     from lrlab.data import DataError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "fit":
+        args.given = given_options(parser, "fit", argv)
+    guard_stdout()
     try:
         return args.func(args)
-    except BrokenPipeError:  # output piped into head & co.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        return 0
     except (ValueError, DataError) as e:
         print(f"lrlab: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nlrlab: interrupted", file=sys.stderr)
+        return 130

@@ -64,6 +64,15 @@ def all_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def broadcast_object(obj: object) -> object:
+    """Rank 0's value of a small picklable object, on every rank (identity on one process)."""
+    if not is_distributed():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 class DDPCB(Callback):
     """Wrap the model in DistributedDataParallel and shard the loaders across ranks, for the whole fit."""
 

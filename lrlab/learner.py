@@ -46,9 +46,13 @@ class CancelBatchException(Exception):
 
 
 class Callback:
-    """Base class: define any of EVENTS or STEPS as a method taking the Learner; lower order runs first."""
+    """Base class: define any of EVENTS or STEPS as a method taking the Learner; lower order runs first.
+
+    `run_in_lr_find`: False for callbacks that follow or steer the run itself (schedules, metrics, recorders,
+    checkpoints, guards, time limits): the LR finder's short throw-away fit runs without them."""
 
     order: int = 0
+    run_in_lr_find: bool = True
 
 
 def default_opt_func(params: Iterable, lr: float) -> torch.optim.Optimizer:

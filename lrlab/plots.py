@@ -7,14 +7,25 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from lrlab.files import atomic_write
+
+
+def image_path(path: str | Path) -> Path:
+    """Where a picture asked for at `path` lands: a name without a suffix gets .png (as matplotlib would)."""
+    path = Path(path)
+    return path if path.suffix else path.with_name(path.name + ".png")
+
 
 def save(fig, path: str | Path):
-    """Lay out, write as PNG (creating folders), release the figure's memory, and return it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Lay out, write as PNG (or the format the suffix names) atomically, creating folders, release the
+    figure's memory, and return it."""
+    path = image_path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fmt = path.suffix[1:].lower()
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return fig
 
 

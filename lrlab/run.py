@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+
+from lrlab.files import atomic_write
 
 ROW = "{epoch:>5}  {train_loss:>10}  {valid_loss:>10}  {valid_acc:>9}  {seconds:>7}"
 
@@ -79,8 +82,125 @@ def speed_callbacks(args: argparse.Namespace) -> list:
     return cbs
 
 
+NOT_SAVED = ("func", "given", "overwrite", "resume")  # how this process was started, not what the run is
+
+
 def fit_command(args: argparse.Namespace) -> int:
-    """Train (or resume) a run; exit status 0, 3 when it diverged, 128+signal when interrupted."""
+    """Train (or resume) a run; exit status 0, 3 when it diverged, 128+signal when interrupted.
+
+    Everything the options could get wrong is checked before any folder is made or any process started."""
+    from lrlab.distributed import init_from_env, launch
+
+    distributed = init_from_env()
+    if args.resume:
+        args, finished = resumed_options(args)
+        if finished:
+            return 0
+    args.nproc = args.nproc or 1
+    validate_fit_options(args, distributed)
+    run_dir, lock = open_run_dir(args)
+    try:
+        if args.nproc > 1 and not distributed:  # launch the ranks, each trains in this same folder
+            options = {k: v for k, v in vars(args).items() if k != "func"}
+            return launch(distributed_entry, args.nproc, {**options, "run_dir": str(run_dir)})
+        return train(args, run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def resumed_options(args: argparse.Namespace) -> tuple[argparse.Namespace, bool]:
+    """The interrupted run's own options from its folder; refuses options given now that differ from them.
+    Returns (options, finished): a finished run is reported and left as it is."""
+    from lrlab.runs import RunFolderError, conflicts, finished_summary, saved_config
+
+    run_dir = Path(args.resume)
+    saved = saved_config(run_dir)
+    given = {k: getattr(args, k) for k in getattr(args, "given", ()) if k not in NOT_SAVED}
+    differ = conflicts(saved, given)
+    if differ:
+        raise RunFolderError(
+            f"--resume {run_dir} continues the run with its own options, and these differ: {'; '.join(differ)}; "
+            f"leave them out, or start a new run"
+        )
+    summary = finished_summary(run_dir)
+    if summary is not None:
+        epochs = len(summary.get("history", []))
+        acc = summary.get("test_accuracy")
+        print(f"{run_dir} finished already ({epochs} epochs, test accuracy {acc}); nothing to resume, nothing changed")
+        return args, True
+    kept = {"resume": args.resume, "progress": args.progress, "run_dir": str(run_dir), "overwrite": False}
+    return argparse.Namespace(**{**vars(args), **saved, **kept}), False
+
+
+def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
+    """Build the optimizer and scheduler on a dummy parameter, check the device and the split over processes:
+    a mistake is one clear ValueError before any folder, data or process."""
+    import torch
+
+    from lrlab.distributed import world_size
+    from lrlab.optim import get_opt_func
+    from lrlab.schedules import build_sched, sched_func
+
+    try:
+        device = torch.device(args.device) if args.device else None
+    except RuntimeError as e:
+        raise ValueError(f"--device {args.device!r} is not a device: use cpu, cuda, cuda:1, ...") from e
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > 4 * cores:
+        raise ValueError(f"--threads {args.threads}: this machine has {cores} cores; use at most {4 * cores}")
+    opt_kwargs = {**opt_defaults(args.opt), **key_values(args.opt_arg)}
+    try:
+        opt = get_opt_func(args.opt, **opt_kwargs)([torch.zeros(1, requires_grad=True)], args.lr)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--opt {args.opt} with --opt-arg {' '.join(args.opt_arg) or '(none)'}: {e}") from e
+    make_sched, _ = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
+    if make_sched is not None:
+        try:
+            build_sched(make_sched, opt, 1000)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"--sched {args.sched} with --sched-arg {' '.join(args.sched_arg) or '(none)'}: {e}"
+            ) from e
+    world = world_size() if distributed else args.nproc
+    if args.bs % world:
+        raise ValueError(
+            f"--bs {args.bs} must divide evenly over {world} processes (e.g. --bs {args.bs // world * world})"
+        )
+    n_train = min(args.n_train or 60_000, 60_000)
+    if world > 1 and n_train < args.bs:
+        raise ValueError(f"--n-train {n_train} cannot fill one batch of {args.bs} split over {world} processes")
+
+
+def open_run_dir(args: argparse.Namespace):
+    """The run folder, locked by this process for the run's duration (rank 0 only), and claimed for a new run:
+    a fresh folder per run, or --run-dir, refused when it holds another run unless --overwrite."""
+    from lrlab.distributed import broadcast_object, is_distributed, is_main
+    from lrlab.runs import RunLock, claim, new_run_dir
+
+    if args.resume:
+        return Path(args.run_dir), RunLock(Path(args.run_dir)) if is_main() else None
+    run_dir, lock = None, None
+    if is_main():
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+        else:
+            run_dir = new_run_dir(args.out, time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}"))
+        lock = RunLock(run_dir)
+        try:
+            claim(run_dir, {k: v for k, v in vars(args).items() if k not in NOT_SAVED}, args.overwrite)
+        except BaseException:
+            lock.release()
+            raise
+    if is_distributed():  # under torchrun every rank runs this: all use rank 0's folder
+        run_dir = Path(broadcast_object(str(run_dir) if run_dir else None))
+    return run_dir, lock
+
+
+def train(args: argparse.Namespace, run_dir: Path) -> int:
+    """The fit itself, in a folder already claimed (or resumed); writes metrics.json and plots at the end."""
     import torch
     from torch.nn import functional as F
 
@@ -89,39 +209,14 @@ def fit_command(args: argparse.Namespace) -> int:
     from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
     from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
     from lrlab.data import get_dls
-    from lrlab.distributed import DDPCB, init_from_env, is_main, launch, world_size
+    from lrlab.distributed import DDPCB, is_main, world_size
     from lrlab.learner import Learner
     from lrlab.models import n_params
     from lrlab.optim import get_opt_func
     from lrlab.plots import plot_losses
+    from lrlab.runs import write_json
     from lrlab.schedules import sched_func
 
-    distributed = init_from_env()
-    resume = args.resume
-    if args.nproc > 1 and not distributed:  # launch the ranks, each runs this same command
-        if not args.run_dir and not resume:
-            args.run_dir = str(Path(args.out) / time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}"))
-        return launch(distributed_entry, args.nproc, {k: v for k, v in vars(args).items() if k != "func"})
-    if resume:  # the interrupted run's own options, from its folder
-        run_dir = Path(resume)
-        config_path = run_dir / "config.json"
-        if not config_path.exists():
-            raise ValueError(f"{run_dir} is not a run folder of lrlab fit (no config.json)")
-        try:
-            saved = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config_path} is not valid JSON ({e}); it should hold the run's options") from e
-        if not isinstance(saved, dict):
-            raise ValueError(f"{config_path} should hold an object of options, got {type(saved).__name__}")
-        keep = {"resume": resume, "progress": args.progress, "nproc": args.nproc}
-        args = argparse.Namespace(**{**vars(args), **saved, **keep})  # options added since keep their defaults
-    else:
-        stamp = time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}")
-        run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / stamp
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config = {k: v for k, v in vars(args).items() if k != "func"}
-        if is_main():
-            (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,8 +227,6 @@ def fit_command(args: argparse.Namespace) -> int:
     opt_func = get_opt_func(args.opt, **opt_kwargs)
     make_sched, natural_step = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
     world = world_size()
-    if args.bs % world:
-        raise ValueError(f"the batch size {args.bs} must divide evenly over {world} processes")
     dls = get_dls(args.bs // world, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
     model = initialized_model(args, dls)
     say = print if is_main() else (lambda *a, **k: None)
@@ -145,13 +238,16 @@ def fit_command(args: argparse.Namespace) -> int:
         f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
         + (f", {world} processes" if world > 1 else "")
     )
-    if resume:
-        say(f"resuming {run_dir}")
+    last = run_dir / "last.pt"
+    resume_from = last if args.resume and last.exists() else None  # stopped before its first checkpoint: anew
+    if args.resume:
+        say(f"resuming {run_dir}" + ("" if resume_from else " from the start (it had written no checkpoint)"))
     say(ROW.format(epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc",
                      seconds="seconds"))  # fmt: skip
     metrics = MetricsCB(log=lambda row: say(_fmt(row), flush=True))
     recorder = RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value)
-    cbs = [DeviceCB(args.device), metrics, recorder, DivergenceGuardCB(), DDPCB()]
+    # a smoothed training loss 10x its best is divergence, not noise: stop before it reaches a checkpoint
+    cbs = [DeviceCB(args.device), metrics, recorder, DivergenceGuardCB(factor=10.0), DDPCB()]
     cbs.append(CheckpointCB(run_dir, every=args.checkpoint_every))
     if make_sched is not None:
         step = args.sched_step or natural_step
@@ -168,27 +264,25 @@ def fit_command(args: argparse.Namespace) -> int:
     learn = Learner(model, dls, loss_func=loss_func, lr=args.lr, cbs=cbs, opt_func=opt_func)
     start = time.perf_counter()
     try:
-        learn.fit(args.epochs, resume=run_dir / "last.pt" if resume else None)
+        learn.fit(args.epochs, resume=resume_from)
     except TrainingInterrupted as e:
         print(f"\nlrlab: {e}\nresume with: lrlab fit --resume {run_dir}", file=sys.stderr)
         return 128 + e.signum
     except Diverged as e:
-        last = run_dir / "last.pt"
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished yet"
-        print(f"lrlab: diverged: {e}; {kept}", file=sys.stderr)
+        print(f"lrlab: diverged: {e}; {last_good(last)}", file=sys.stderr)
         return 3
     wall = time.perf_counter() - start
     if world > 1:  # every rank leaves proof that its parameters equal the others'
         from lrlab.distributed import rank
 
         digest = params_digest(learn.model)
-        (run_dir / f"rank{rank()}.sha256").write_text(digest + "\n")
+        atomic_write(run_dir / f"rank{rank()}.sha256", lambda f: f.write((digest + "\n").encode()))
     if not is_main():
         return 0
 
     final = metrics.history[-1]
     summary = {
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "config": {k: v for k, v in vars(args).items() if k not in NOT_SAVED},
         "history": metrics.history,
         "test_accuracy": final.get("valid_acc"),
         "test_loss": final.get("valid_loss"),
@@ -205,10 +299,25 @@ def fit_command(args: argparse.Namespace) -> int:
         grad_stats.color_dim(run_dir / "grad_color_dim.png")
         summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
         written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is finished
     print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
     print(f"wrote {run_dir}/" + ", ".join(written))
     return 0
+
+
+def last_good(last: Path) -> str:
+    """Where a diverged run can be taken up again: the position of its last checkpoint."""
+    from lrlab import checkpoint
+
+    if not last.exists():
+        return "no checkpoint had been written yet"
+    where = checkpoint.position_of(checkpoint.load(last))
+    epoch = where["epoch"] + 1
+    if where["phase"] == "valid":
+        at = f"epoch {epoch} trained, its validation to run"
+    else:
+        at = f"epoch {epoch}, after batch {where['batch']}" if where["batch"] else f"start of epoch {epoch}"
+    return f"the last good checkpoint is {last} ({at})"
 
 
 def params_digest(model) -> str:
@@ -222,14 +331,17 @@ def params_digest(model) -> str:
 
 
 def distributed_entry(options: dict) -> None:
-    """What each rank runs under lrlab fit --nproc: the same fit, then leave the process group."""
+    """What each rank runs under lrlab fit --nproc: the fit in the folder the launcher prepared, then leave the
+    process group."""
     import torch.distributed as dist
 
+    from lrlab.cli import guard_stdout
     from lrlab.distributed import init_from_env
 
+    guard_stdout()
     init_from_env()
     try:
-        code = fit_command(argparse.Namespace(**{**options, "nproc": 1}))
+        code = train(argparse.Namespace(**options), Path(options["run_dir"]))
         if code:
             raise SystemExit(code)
     finally:

@@ -35,6 +35,8 @@ RULES = ("ratio", "halving")
 class AutoAnnealCB(Callback):
     """Anneal the lr by a statistic of training, with no schedule set ahead; every decision is recorded."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     order = 10  # after MetricsCB, so the valid loss is known at after_epoch
 
     @classmethod

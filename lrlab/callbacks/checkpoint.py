@@ -43,6 +43,8 @@ class CheckpointCB(Callback):
     Raises:
         ValueError: a mode other than 'min'/'max', or `every` that is not a positive integer."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     order = 100  # after metrics, schedulers and the recorder have seen the batch/epoch
     TEMP_GLOBS = (".last.pt.*.tmp", ".best.pt.*.tmp")
 
@@ -138,6 +140,8 @@ class CheckpointCB(Callback):
 class DivergenceGuardCB(Callback):
     """Stop on a NaN/inf training loss, or when the smoothed loss exceeds `factor` x its best (if given),
     before the bad batch touches the weights; the message names the epoch and batch."""
+
+    run_in_lr_find = False  # it follows or steers the real run
 
     order = -4
 

@@ -74,6 +74,8 @@ def last_metric(learn: Learner, key: str) -> float | None:
 class MetricsCB(Callback):
     """Mean loss and accuracy per epoch (weighted by batch size) for train and valid, kept as history."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     order = -5
 
     def __init__(self, log: Callable[[dict], None] | None = None, accuracy: bool = True, chunk: int = 64) -> None:

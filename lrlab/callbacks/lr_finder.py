@@ -11,6 +11,27 @@ import torch
 
 from lrlab.learner import Callback, CancelFitException, Learner
 
+MAX_STEPS = 10_000  # a ramp longer than this is a typo in mult, not a finer search
+
+
+def finder_steps(start_lr: float, max_lr: float, mult: float) -> int:
+    """Batches the ramp takes from start_lr to max_lr.
+
+    Raises:
+        ValueError: bounds out of order, mult <= 1, or a ramp of more than MAX_STEPS batches."""
+    if not 0 < start_lr < max_lr:
+        raise ValueError(f"need 0 < start_lr < max_lr, got start_lr={start_lr!r}, max_lr={max_lr!r}")
+    if not mult > 1:
+        raise ValueError(f"mult must be > 1, got {mult!r}")
+    n_steps = math.ceil(math.log(max_lr / start_lr) / math.log(mult)) + 1
+    if n_steps > MAX_STEPS:
+        smallest = (max_lr / start_lr) ** (1 / (MAX_STEPS - 1))
+        raise ValueError(
+            f"mult={mult!r} needs {n_steps:,} batches from {start_lr:g} to {max_lr:g}; at most {MAX_STEPS:,} "
+            f"(mult >= {smallest:.6g})"
+        )
+    return n_steps
+
 
 class LRFinderCB(Callback):
     """Multiply the lr by `mult` after every training batch; stop past `max_lr` or when loss > stop_div x best."""
@@ -18,10 +39,7 @@ class LRFinderCB(Callback):
     order = 60
 
     def __init__(self, start_lr: float = 1e-7, max_lr: float = 10.0, mult: float = 1.3, stop_div: float = 3.0) -> None:
-        if not 0 < start_lr < max_lr:
-            raise ValueError(f"need 0 < start_lr < max_lr, got start_lr={start_lr!r}, max_lr={max_lr!r}")
-        if mult <= 1:
-            raise ValueError(f"mult must be > 1, got {mult!r}")
+        finder_steps(start_lr, max_lr, mult)
         self.start_lr, self.max_lr, self.mult, self.stop_div = start_lr, max_lr, mult, stop_div
         self.lrs: list[float] = []
         self.losses: list[float] = []
@@ -136,20 +154,30 @@ class LRFindResult:
 def lr_find(
     learn: Learner, start_lr: float = 1e-7, max_lr: float = 10.0, mult: float = 1.3, stop_div: float = 3.0
 ) -> LRFindResult:
-    """Run the finder, restore model, optimizer, loader position and RNG exactly, and suggest an lr."""
+    """Run the finder, restore model, optimizer, loader position and RNG exactly, and suggest an lr.
+
+    Callbacks that follow or steer the real run (schedules, metrics, recorders, checkpoints: those with
+    `run_in_lr_find = False`) sit out the finder's fit, and find their state untouched afterwards.
+
+    Raises:
+        ValueError: bad bounds or mult (see finder_steps), or too few batches to suggest anything."""
+    n_steps = finder_steps(start_lr, max_lr, mult)
     saved_model = copy.deepcopy(learn.model.state_dict())
     had_opt = learn.opt is not None
     saved_opt = copy.deepcopy(learn.opt.state_dict()) if had_opt else None
     saved_rng = torch.get_rng_state()
     saved_epochs = [getattr(dl, "epoch", None) for dl in (learn.dls.train, learn.dls.valid)]
     finder = LRFinderCB(start_lr, max_lr, mult, stop_div)
-    n_steps = math.ceil(math.log(max_lr / start_lr) / math.log(mult)) + 1
     n_epochs = max(1, math.ceil(n_steps / len(learn.dls.train)))
+    all_cbs = list(learn.cbs)
+    learn.remove_cbs([cb for cb in all_cbs if not getattr(cb, "run_in_lr_find", True)])
     try:
         if not had_opt:
             learn.opt = learn.opt_func(learn.model.parameters(), learn.lr)
         learn.fit(n_epochs, valid=False, cbs=[finder])
     finally:
+        learn.cbs = all_cbs
+        learn.add_cbs([])
         learn.model.load_state_dict(saved_model)
         if had_opt:
             learn.opt.load_state_dict(saved_opt)

@@ -33,6 +33,8 @@ def loss_value(learn: Learner) -> float:
 class RecorderCB(Callback):
     """Record, after each optimizer step, the value each function returns: the values applied to that batch."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     order = 50
 
     def __init__(self, **fns: Recordable) -> None:

@@ -17,6 +17,8 @@ class BatchSchedCB(Callback):
     fit, or its first `n_steps` batches (for a fit cut short mid-epoch, see StepLimitCB, or DeadlineSchedCB to
     end by a time; past them the last lr holds: OneCycleLR extrapolated past its end would climb again)."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     def __init__(self, make_sched: SchedFunc, n_steps: int | None = None) -> None:
         if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
             raise ValueError(f"n_steps must be a positive integer or None, got {n_steps!r}")
@@ -73,6 +75,8 @@ class DeadlineSchedCB(BatchSchedCB):
 
 class EpochSchedCB(Callback):
     """Step a scheduler after every epoch; ReduceLROnPlateau gets a metric (the valid loss by default)."""
+
+    run_in_lr_find = False  # it follows or steers the real run
 
     def __init__(self, make_sched: SchedFunc, metric: str = "valid_loss") -> None:
         self.make_sched, self.metric = make_sched, metric

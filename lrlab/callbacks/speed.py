@@ -132,6 +132,8 @@ class TTACB(Callback):
 class TimeBudgetCB(Callback):
     """Stop training when the time budget (minus a reserve for the final evaluation) is spent."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     order = 90
 
     def __init__(self, seconds: float, reserve: float = 0.0) -> None:
@@ -149,6 +151,8 @@ class TimeBudgetCB(Callback):
 
 class StepLimitCB(Callback):
     """End the fit after `n_steps` training batches, so a planned run may stop in the middle of an epoch."""
+
+    run_in_lr_find = False  # it follows or steers the real run
 
     order = 90
 

@@ -46,6 +46,8 @@ def activation_modules(model: nn.Module) -> list[nn.Module]:
 class _Recorder(Callback):
     """Shared bookkeeping: per layer, lists of per-batch tensors (stacked lazily), and the three plots."""
 
+    run_in_lr_find = False  # it follows or steers the real run
+
     def __init__(self, n_bins: int, lo: float, hi: float, every: int, sample: int | None = None) -> None:
         self.n_bins, self.lo, self.hi, self.every, self.sample = n_bins, lo, hi, every, sample
         self.names: list[str] = []

@@ -16,15 +16,23 @@ WORKBOOK_ROWS: tuple[tuple[float, float], ...] = (
 
 
 def load_csv(path: str | Path) -> list[tuple[float, float]]:
-    """Read x,y rows (a header line is allowed); a bad line is named in the error."""
+    """Read x,y rows (a header line is allowed; Excel's UTF-8 byte-order mark too); a bad line is named in the
+    error, and so is a line with more than two values (a third column is never silently dropped).
+
+    Raises:
+        ValueError: an unreadable file or line, or no rows."""
     rows = []
-    with open(path, newline="") as f:
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise ValueError(f"cannot read the CSV {path}: {e.strerror}") from None
+    with f:
         for line_no, record in enumerate(csv.reader(f), start=1):
             if not record or all(not cell.strip() for cell in record):
                 continue
             if line_no == 1 and [c.strip().lower() for c in record[:2]] == ["x", "y"]:
                 continue
-            if len(record) < 2 or not record[0].strip() or not record[1].strip():
+            if len(record) != 2 or not record[0].strip() or not record[1].strip():
                 raise ValueError(f"{path}, line {line_no}: expected two numbers x,y, got {','.join(record)!r}")
             try:
                 x, y = float(record[0]), float(record[1])

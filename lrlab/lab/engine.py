@@ -71,6 +71,8 @@ class Sheet:
     ) -> None:
         if name not in SHEETS:
             raise LabError(f"unknown sheet {name!r}; choose one of {', '.join(SHEETS)}")
+        if not isinstance(textbook, bool):
+            raise LabError(f"textbook must be True or False, got {textbook!r}")
         self.name, self.textbook = name, textbook
         if data is None:
             rows = [(float(x), float(y)) for x, y in WORKBOOK_ROWS]
@@ -80,6 +82,11 @@ class Sheet:
             rows = [(float(x), float(y)) for x, y in data]
         if not rows:
             raise LabError("the sheet needs at least one data row")
+        if len(rows) < 2 and not textbook:
+            raise LabError(
+                "the workbook carries each row's update to the next row and drops the last one's, so a single "
+                "data row never moves a and b: give at least 2 rows, or use textbook mode"
+            )
         self.data: list[tuple[float, float]] = rows
         hp = DEFAULTS[name]
         self.beta1, self.beta2 = hp.get("beta1", 0.0), hp.get("beta2", 0.0)
@@ -311,10 +318,32 @@ class Sheet:
         return f"Sheet({self.name!r}, {mode}, epoch={self.epoch}, a={self.a:.6g}, b={self.b:.6g}, lr={self._lr:g})"
 
 
+def least_squares(data: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The (a, b) of the straight line y = a*x + b closest to the rows: where every optimizer should end up."""
+    n = len(data)
+    mean_x = sum(x for x, _ in data) / n
+    mean_y = sum(y for _, y in data) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in data)
+    if sxx == 0:
+        raise LabError("all rows have the same x: no single line fits them best")
+    a = sum((x - mean_x) * (y - mean_y) for x, y in data) / sxx
+    return a, mean_y - a * mean_x
+
+
 def epochs_to_reach(
-    sheet: Sheet, a_tol: float = 0.01, b_tol: float = 0.1, cap: int = 10_000, true_a: float = 2.0, true_b: float = 30.0
+    sheet: Sheet,
+    a_tol: float = 0.01,
+    b_tol: float = 0.1,
+    cap: int = 10_000,
+    true_a: float | None = None,
+    true_b: float | None = None,
 ) -> int | None:
-    """Run (from the sheet's current state) until |a-2| < a_tol and |b-30| < b_tol; None past the cap."""
+    """Run (from the sheet's current state) until |a-a*| < a_tol and |b-b*| < b_tol, where (a*, b*) is the
+    least-squares line of the sheet's data unless given (2, 30 for the workbook's rows); None past the cap."""
+    if true_a is None or true_b is None:
+        fit_a, fit_b = least_squares(sheet.data)
+        true_a = fit_a if true_a is None else true_a
+        true_b = fit_b if true_b is None else true_b
     for _ in range(cap):
         if abs(sheet.a - true_a) < a_tol and abs(sheet.b - true_b) < b_tol:
             return sheet.epoch
@@ -326,12 +355,22 @@ def epochs_to_reach(
 
 
 def compare(names: Sequence[str] = SHEETS, cap: int = 10_000, data=None, textbook: bool = False) -> list[dict]:
-    """Every sheet from Reset: epochs needed to reach |a-2| < 0.01 and |b-30| < 0.1 (None past the cap)."""
+    """Every sheet from Reset: epochs needed to come within 0.01 of the best line's a and 0.1 of its b (the
+    least-squares fit of the data: a=2, b=30 for the workbook's rows), None past the cap."""
     results = []
     for name in names:
         sheet = Sheet(name, data=data, textbook=textbook)
-        n = epochs_to_reach(sheet, cap=cap)
+        target_a, target_b = least_squares(sheet.data)
+        n = epochs_to_reach(sheet, cap=cap, true_a=target_a, true_b=target_b)
         results.append(
-            {"sheet": name, "epochs": n, "a": sheet.a, "b": sheet.b, "lr": sheet.lr, "history": sheet.history}
+            {
+                "sheet": name,
+                "epochs": n,
+                "a": sheet.a,
+                "b": sheet.b,
+                "lr": sheet.lr,
+                "history": sheet.history,
+                "target": (target_a, target_b),
+            }  # fmt: skip
         )
     return results

@@ -17,6 +17,7 @@ from openpyxl import Workbook
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font
 
+from lrlab.files import atomic_write
 from lrlab.lab.engine import DEFAULTS, SHEETS, WARMUPS, Sheet
 
 # Data-row formulas per sheet: column -> (engine row key, formula). {r}: this row, {p}: the previous row
@@ -106,6 +107,9 @@ OVERVIEW = [
 ]
 
 
+MAX_EPOCHS = 100  # 100 epochs: about 200,000 formulas, which spreadsheet programs still open quickly
+
+
 def export_workbook(
     path: str | Path,
     epochs: int = 10,
@@ -115,9 +119,16 @@ def export_workbook(
 ) -> dict[tuple[str, str], float]:
     """Write the .xlsx; return the engine's value for every formula cell, keyed by (sheet, cell).
 
-    `lrs` sets a sheet's lr after Reset (as typed into its lr cell); the warm-up keeps the Reset lr."""
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    `lrs` sets a sheet's lr after Reset (as typed into its lr cell); the warm-up keeps the Reset lr. The file is
+    written atomically: an interrupted or failed export leaves the previous file as it was.
+
+    Raises:
+        ValueError: epochs outside 1..MAX_EPOCHS, an unknown sheet, or bad data."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
+        raise ValueError(
+            f"epochs must be an integer from 1 to {MAX_EPOCHS} (each epoch adds about 2,000 live formulas), "
+            f"got {epochs!r}"
+        )
     unknown = [n for n in names if n not in SHEETS]
     if unknown:
         raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(SHEETS)}")
@@ -136,8 +147,7 @@ def export_workbook(
     expected: dict[tuple[str, str], float] = {}
     for name, sheet in sheets.items():
         SheetWriter(wb.create_sheet(name), sheet, epochs, expected).write()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    atomic_write(path, wb.save)
     return expected
 
 

@@ -101,10 +101,11 @@ def rows_table(sheet: Sheet) -> str:
 
 
 def compare_table(results: Sequence[dict], cap: int) -> str:
-    """Epochs each optimizer needed to reach |a-2| < 0.01 and |b-30| < 0.1 from Reset."""
+    """Epochs each optimizer needed from Reset to come within 0.01 of the best line's a and 0.1 of its b."""
     rows = []
     for res in results:
         reached = res["epochs"] if res["epochs"] is not None else f"not within {cap}"
         final = res["history"][-1] if res["history"] else {"rmse": math.nan}
         rows.append([res["sheet"], reached, res["a"], res["b"], res["lr"], final["rmse"]])
-    return table(["sheet", "epochs to |a-2|<0.01, |b-30|<0.1", "a", "b", "final lr", "error"], rows)
+    a, b = results[0].get("target", (2.0, 30.0)) if results else (2.0, 30.0)
+    return table(["sheet", f"epochs to |a-{a:.6g}|<0.01, |b-{b:.6g}|<0.1", "a", "b", "final lr", "error"], rows)
