@@ -213,15 +213,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     seeds = list(range(args.seeds))
     print(f"{len(configs)} configs x {len(seeds)} seeds, {args.epochs} epochs each, lesson CNN")
-    results = run_grid(configs, seeds, args.epochs, make_dls, lesson_cnn)
+    results: list[dict] = []
+    title, code = "lrlab compare", 0
+    try:
+        run_grid(configs, seeds, args.epochs, make_dls, lesson_cnn, results=results)
+    except KeyboardInterrupt:  # keep every finished run: report them, say the grid is incomplete
+        if not results:
+            raise
+        title, code = f"lrlab compare (interrupted: {len(results)} of {len(configs) * len(seeds)} runs)", 130
+        print(f"\nlrlab: interrupted; reporting the {len(results)} finished runs", file=sys.stderr)
     notes = (
         f"lesson CNN on Fashion-MNIST, batch size {args.bs}, {args.epochs} epochs, seeds {seeds}; "
         f"test accuracy on the {len(make_dls(0).valid.ds):,} test images"
     )
-    path = write_report(results, args.out, "lrlab compare", notes)
+    path = write_report(results, args.out, title, notes)
     print(Path(path).read_text().split("\n\n")[2])
     print(f"wrote {path}, report.html and plots in {args.out}")
-    return 0
+    return code
 
 
 def cmd_speedrun(args: argparse.Namespace) -> int:
@@ -428,3 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nlrlab: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the environment: a full disk, a read-only folder, a missing file
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"lrlab: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1

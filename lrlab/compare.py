@@ -22,6 +22,7 @@ from lrlab.callbacks.lr_finder import lr_find
 from lrlab.callbacks.lrfree import ScheduleFreeCB, lrfree_opt_func
 from lrlab.callbacks.recorder import RecorderCB, lr_of
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
+from lrlab.files import atomic_write
 from lrlab.learner import Callback, Learner
 from lrlab.optim import Adam
 
@@ -66,10 +67,16 @@ PRESETS = {"lesson": ["constant", "cosine", "onecycle", "plateau", "autoanneal",
 
 
 def get_configs(names: Sequence[str]) -> list[Config]:
-    """Configs by name; an unknown one lists the valid names."""
+    """Configs by name; an unknown one lists the valid names.
+
+    Raises:
+        ValueError: an unknown or repeated name (a repeat would count the same runs twice as separate seeds)."""
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         raise ValueError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise ValueError(f"config {repeated[0]!r} is named more than once; name each config once (--seeds sets runs)")
     return [CONFIGS[n] for n in names]
 
 
@@ -123,9 +130,11 @@ def run_grid(
     make_dls: Callable,
     make_model: Callable,
     log: Callable[[str], None] = print,
+    results: list[dict] | None = None,
 ) -> list[dict]:
-    """Every config for every seed; progress as one line per run."""
-    results = []
+    """Every config for every seed; progress as one line per run. Each finished run is appended to `results`
+    (when given) as soon as it ends, so a caller interrupted mid-grid still holds every finished run."""
+    results = [] if results is None else results
     total = len(configs) * len(seeds)
     for i, (config, seed) in enumerate(((c, s) for c in configs for s in seeds), start=1):
         res = run_one(config, seed, epochs, make_dls, make_model)
@@ -232,6 +241,11 @@ def plot_report(results: Sequence[dict], out: Path, stem: str = "report") -> lis
     return paths
 
 
+def write_text(path: Path, text: str) -> Path:
+    """A report file written atomically: an interrupted write keeps the previous report."""
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def write_report(results: Sequence[dict], out: str | Path, title: str, notes: str = "", stem: str = "report") -> Path:
     """STEM.md, a self-contained STEM.html (images inlined) and STEM-results.json, with the plots."""
     out = Path(out)
@@ -240,7 +254,7 @@ def write_report(results: Sequence[dict], out: str | Path, title: str, notes: st
     table = table_markdown(rows)
     plots = plot_report(results, out, stem)
     md = [f"# {title}", "", notes, "", table, ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
+    write_text(out / f"{stem}.md", "\n".join(md) + "\n")
     html_rows = "".join(
         "<tr>" + "".join(f"<td>{c.strip()}</td>" for c in line.strip("|").split("|")) + "</tr>"
         for line in table.splitlines()[2:]
@@ -256,6 +270,6 @@ def write_report(results: Sequence[dict], out: str | Path, title: str, notes: st
         "td,th{border:1px solid #ccc;padding:4px 8px}</style></head>"
         f"<body><h1>{title}</h1><p>{notes}</p><table><tr>{head}</tr>{html_rows}</table>{imgs}</body></html>"
     )
-    (out / f"{stem}.html").write_text(html)
-    (out / f"{stem}-results.json").write_text(json.dumps(list(results), indent=1, default=float))
+    write_text(out / f"{stem}.html", html)
+    write_text(out / f"{stem}-results.json", json.dumps(list(results), indent=1, default=float))
     return out / f"{stem}.md"

@@ -83,8 +83,23 @@ def decompress_verified(name: str, payload: bytes, where: str) -> bytes:
 
 
 def read_verified(path: Path) -> bytes:
-    """Read and verify one of the four files on disk."""
-    return decompress_verified(path.name, path.read_bytes(), str(path))
+    """Read and verify one of the four files on disk: the .gz, or the same file decompressed (name without .gz)."""
+    if path.is_file():
+        return decompress_verified(path.name, path.read_bytes(), str(path))
+    plain = path.with_suffix("")
+    raw = plain.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != CONTENT_SHA256[path.name]:
+        raise DataError(
+            f"{plain} has the wrong content (sha256 {digest[:12]}..., expected {CONTENT_SHA256[path.name][:12]}...); "
+            f"replace it with the published file"
+        )
+    return raw
+
+
+def present(d: Path, name: str) -> bool:
+    """One of the four files is in d, compressed (the published .gz) or decompressed."""
+    return (d / name).is_file() or (d / name).with_suffix("").is_file()
 
 
 def parse_idx(raw: bytes) -> torch.Tensor:
@@ -119,11 +134,23 @@ def download(dest: Path, base_url: str = UPSTREAM_URL, opener: Opener = http_get
 
 
 def find_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first candidate folder that holds all four files."""
+    """The first candidate folder that holds all four files (each .gz or decompressed)."""
     for d in candidate_dirs(data_dir):
-        if all((d / n).is_file() for n in FILES.values()):
+        if all(present(d, n) for n in FILES.values()):
             return d
     return None
+
+
+def missing_report(data_dir: str | os.PathLike | None = None) -> str:
+    """Per candidate folder that exists, which of the four files it lacks (for the 'not found' message)."""
+    lines = []
+    for d in candidate_dirs(data_dir):
+        if not d.is_dir():
+            lines.append(f"{d} (no such folder)")
+            continue
+        lacking = [n for n in FILES.values() if not present(d, n)]
+        lines.append(f"{d} (missing {', '.join(lacking)})" if lacking else str(d))
+    return "; ".join(lines)
 
 
 def locate(
@@ -139,16 +166,16 @@ def locate(
     found = find_dir(data_dir)
     if found is not None:
         return found
-    looked = "\n  ".join(str(d) for d in candidate_dirs(data_dir))
+    looked = missing_report(data_dir)
     if not download_ok:
-        raise DataError(f"Fashion-MNIST not found. Looked in:\n  {looked}")
+        raise DataError(f"Fashion-MNIST not found; looked in {looked}")
     try:
         download(cache_dir(), base_url, opener)
     except (OSError, DataError) as e:
         raise DataError(
-            f"Fashion-MNIST not found and the download failed ({e}). Looked in:\n  {looked}\n"
-            f"Provide the data: set LRLAB_DATA (or --data-dir) to a folder with {', '.join(FILES.values())}, "
-            f"or install Debian's package dataset-fashion-mnist."
+            f"Fashion-MNIST not found and the download failed ({e}); looked in {looked}; provide the data: set "
+            f"LRLAB_DATA (or --data-dir) to a folder with {', '.join(FILES.values())} (or the same decompressed), "
+            f"or install Debian's package dataset-fashion-mnist"
         ) from e
     return cache_dir()
 
@@ -274,6 +301,9 @@ def get_dls(
     device: torch.device | str = "cpu",
 ) -> DataLoaders:
     """Fashion-MNIST loaders: shuffled train, and the official test set as valid (as the lesson does)."""
+    for name, n in (("n_train", n_train), ("n_valid", n_valid)):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"{name} must be None (all) or an integer >= 1, got {n!r}")
     train, test = load_fashion_mnist(data_dir)
     if n_train is not None:
         train = train.subset(n_train)

@@ -169,6 +169,9 @@ def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
         raise ValueError(
             f"--bs {args.bs} must divide evenly over {world} processes (e.g. --bs {args.bs // world * world})"
         )
+    from lrlab.data import locate
+
+    locate(args.data_dir)  # the data is there (or downloaded and verified) before any folder is made
     n_train = min(args.n_train or 60_000, 60_000)
     if world > 1 and n_train < args.bs:
         raise ValueError(f"--n-train {n_train} cannot fill one batch of {args.bs} split over {world} processes")

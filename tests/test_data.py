@@ -77,7 +77,7 @@ def test_missing_dir_names_it(tmp_path, monkeypatch):
 def test_nothing_found_lists_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with pytest.raises(DataError, match="Looked in") as err:
+    with pytest.raises(DataError, match="looked in") as err:
         load_fashion_mnist(tmp_path, download_ok=False)
     assert str(tmp_path / "debian") in str(err.value)
 
