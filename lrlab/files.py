@@ -10,7 +10,9 @@ from typing import BinaryIO
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call write(f) on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Call write(f) on a temporary file beside `path`, fsync it, then rename it over `path`: a crash, a full
+    disk or Ctrl-C leaves the previous file or the new one, never a mix. The file gets the permissions a plain
+    open() would give (the replaced file's, or the umask's), not the temporary file's private ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -19,8 +21,19 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's permission bits, or what the umask allows a new file."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -129,6 +129,10 @@ def resumed_options(args: argparse.Namespace) -> tuple[argparse.Namespace, bool]
         acc = summary.get("test_accuracy")
         print(f"{run_dir} finished already ({epochs} epochs, test accuracy {acc}); nothing to resume, nothing changed")
         return args, True
+    if (run_dir / "last.pt").exists():  # a foreign or crafted checkpoint is refused before any work
+        from lrlab import checkpoint
+
+        checkpoint.load(run_dir / "last.pt")
     kept = {"resume": args.resume, "progress": args.progress, "run_dir": str(run_dir), "overwrite": False}
     return argparse.Namespace(**{**vars(args), **saved, **kept}), False
 
@@ -169,12 +173,12 @@ def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
         raise ValueError(
             f"--bs {args.bs} must divide evenly over {world} processes (e.g. --bs {args.bs // world * world})"
         )
-    from lrlab.data import locate
-
-    locate(args.data_dir)  # the data is there (or downloaded and verified) before any folder is made
     n_train = min(args.n_train or 60_000, 60_000)
     if world > 1 and n_train < args.bs:
         raise ValueError(f"--n-train {n_train} cannot fill one batch of {args.bs} split over {world} processes")
+    from lrlab.data import locate
+
+    locate(args.data_dir)  # the data is there (or downloaded and verified) before any folder is made
 
 
 def open_run_dir(args: argparse.Namespace):
@@ -274,6 +278,10 @@ def train(args: argparse.Namespace, run_dir: Path) -> int:
     except Diverged as e:
         print(f"lrlab: diverged: {e}; {last_good(last)}", file=sys.stderr)
         return 3
+    except OSError as e:  # a full disk, a folder gone read-only: the checkpoint before it is intact
+        print(f"lrlab: training stopped: {e.strerror or e}; {last_good(last)}; when fixed, resume with: lrlab fit "
+              f"--resume {run_dir}", file=sys.stderr)  # fmt: skip
+        return 1
     wall = time.perf_counter() - start
     if world > 1:  # every rank leaves proof that its parameters equal the others'
         from lrlab.distributed import rank

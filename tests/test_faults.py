@@ -97,3 +97,141 @@ def test_any_number_of_interruptions_resume_bit_identically(name, sched, tmp_pat
     best_resumed = checkpoint.load(tmp_path / "run" / "best.pt")
     assert best_full["position"] == best_resumed["position"]
     assert all(torch.equal(best_full["model"][k], v) for k, v in best_resumed["model"].items())
+
+
+def test_best_pt_survives_a_crash_between_best_and_last(tmp_path, monkeypatch):
+    full = make_learner(tmp_path / "full", "onecycle").fit(N_EPOCHS)
+    real_save = checkpoint.save_atomic
+    written = []
+
+    def crash_after_best(data, path):  # the process dies after best.pt, before last.pt, at the end of epoch 2
+        if path.name == "last.pt" and written and written[-1] == "best.pt" and len(written) > 3:
+            raise KeyboardInterrupt("power cut")
+        written.append(path.name)
+        return real_save(data, path)
+
+    monkeypatch.setattr(checkpoint, "save_atomic", crash_after_best)
+    crashed = make_learner(tmp_path / "run", "onecycle")
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(N_EPOCHS)
+    monkeypatch.undo()
+    assert "best.pt" in written
+    make_learner(tmp_path / "run", "onecycle").fit(N_EPOCHS, resume=tmp_path / "run")
+    best_full = checkpoint.load(tmp_path / "full" / "best.pt")
+    best_run = checkpoint.load(tmp_path / "run" / "best.pt")
+    assert best_full["position"] == best_run["position"]
+    assert all(torch.equal(best_full["model"][k], v) for k, v in best_run["model"].items())
+    assert full.cb(CheckpointCB).best == checkpoint.load(tmp_path / "run")["callbacks"]["CheckpointCB#0"]["best"]
+
+
+class NaNValidationAt(Callback):
+    order = -6  # before MetricsCB (-5) sees the loss
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_loss(self, learn):
+        if not learn.training and learn.epoch == self.epoch:
+            learn.loss = learn.loss * float("nan")
+
+
+def test_a_nan_validation_loss_never_becomes_the_best(tmp_path):
+    learn = make_learner(tmp_path, "onecycle", [NaNValidationAt(0)]).fit(N_EPOCHS)
+    history = learn.cb(MetricsCB).history
+    assert history[0]["valid_loss"] != history[0]["valid_loss"]  # NaN
+    finite = [row["valid_loss"] for row in history[1:]]
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert best["position"]["epoch"] == 2 + finite.index(min(finite))
+    assert learn.cb(CheckpointCB).best == min(finite)
+
+
+def test_a_huge_finite_loss_stops_the_fit_before_it_reaches_a_checkpoint(tmp_path):
+    from lrlab.callbacks.checkpoint import Diverged
+
+    class Explode(Callback):
+        order = -6  # before the guard (-4) looks at the loss
+
+        def after_loss(self, learn):
+            if learn.training and (learn.epoch, learn.iter) == (2, 1):
+                learn.loss = learn.loss * 1e23
+
+    learn = make_learner(tmp_path, "onecycle", [Explode()])
+    with pytest.raises(Diverged, match="exceeded 10 x its best"):
+        learn.fit(N_EPOCHS)
+    assert checkpoint.load(tmp_path)["position"] == {"epoch": 2, "phase": "train", "batch": 0}
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"version": 1, "model": Payload()}, tmp_path / "last.pt")
+    learn = make_learner(tmp_path / "run", "onecycle")
+    with pytest.raises(ValueError, match="not a plain-data lrlab checkpoint; refused"):
+        learn.fit(1, resume=tmp_path / "last.pt")
+    assert not marker.exists()
+
+
+def test_a_checkpoint_from_another_world_size_is_refused_before_training(tmp_path):
+    make_learner(tmp_path, "onecycle", [SignalAt((0, "train", 2))])
+    with pytest.raises(TrainingInterrupted):
+        make_learner(tmp_path, "onecycle", [SignalAt((0, "train", 2))]).fit(N_EPOCHS)
+    ckpt = checkpoint.load(tmp_path)
+    checkpoint.save_atomic({**ckpt, "world_size": 2}, tmp_path / "last.pt")
+    learn = make_learner(tmp_path, "onecycle")
+    trained = []
+    learn.add_cbs([type("Spy", (Callback,), {"after_step": lambda self, lrn: trained.append(1)})()])
+    with pytest.raises(ValueError, match="written by a run on 2 process"):
+        learn.fit(N_EPOCHS, resume=tmp_path)
+    assert trained == []
+
+
+def test_an_error_before_training_is_not_masked_by_cleanup(tmp_path):
+    def broken_opt(params, lr):
+        raise ValueError("the optimizer refuses lr=42")
+
+    learn = Learner(lesson_cnn(), tiny_dls(), cbs=[CheckpointCB(tmp_path), MetricsCB()], opt_func=broken_opt)
+    with pytest.raises(ValueError, match="refuses lr=42"):
+        learn.fit(1)
+
+    class FailingCleanup(Callback):
+        def before_batch(self, learn):
+            raise RuntimeError("the real problem")
+
+        def cleanup_fit(self, learn):
+            raise OSError("cleanup trouble")
+
+    learn = Learner(lesson_cnn(), tiny_dls(), cbs=[FailingCleanup()])
+    with pytest.raises(RuntimeError, match="the real problem") as err:
+        learn.fit(1)
+    assert "cleanup trouble" in "".join(getattr(err.value, "__notes__", []))
+    assert learn.cbs and not [cb for cb in learn.cbs if isinstance(cb, CheckpointCB)]
+
+
+def test_lr_find_leaves_the_run_alone(tmp_path):
+    from lrlab.callbacks.lr_finder import lr_find
+
+    learn = make_learner(tmp_path, "onecycle").fit(1)
+    before = (tmp_path / "last.pt").read_bytes()
+    history, recs = list(learn.cb(MetricsCB).history), dict(learn.cb(RecorderCB).recs)
+    result = lr_find(learn, start_lr=1e-5, max_lr=1.0)
+    assert len(result.lrs) >= 3
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert learn.cb(MetricsCB).history == history and learn.cb(RecorderCB).recs == recs
+    with pytest.raises(ValueError, match="needs .* batches"):
+        lr_find(learn, mult=1.0000001)
+
+
+def test_malformed_values_are_refused_by_name():
+    from lrlab.data import get_dls
+    from lrlab.lab import LabError, Sheet
+
+    with pytest.raises(LabError, match="textbook must be True or False, got 'no'"):
+        Sheet("basic", textbook="no")
+    with pytest.raises(ValueError, match="n_train must be .* got -5"):
+        get_dls(n_train=-5)
+    with pytest.raises(LabError, match="single data row never moves"):
+        Sheet("basic", data=[(10.0, 50.0)])

@@ -9,6 +9,7 @@ cell's value is also computed by the engine, so a spreadsheet program's results 
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -147,7 +148,9 @@ def export_workbook(
     expected: dict[tuple[str, str], float] = {}
     for name, sheet in sheets.items():
         SheetWriter(wb.create_sheet(name), sheet, epochs, expected).write()
-    atomic_write(path, wb.save)
+    buffer = io.BytesIO()  # openpyxl leaves its zip open if a write fails: let it fail in memory, not on disk
+    wb.save(buffer)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
     return expected
 
 
