@@ -88,16 +88,34 @@ def callback_keys(cbs: list) -> list[str]:
     return keys
 
 
-def capture(learn, epoch: int, batch: int, phase: str = "train") -> dict:
+def rank_state(learn) -> dict:
+    """What differs between processes of a distributed run: callbacks' state (their own losses and partial
+    sums), the random generators, and in a distributed run the model's buffers (each rank keeps its own
+    BatchNorm statistics). Each rank's is saved, and each rank gets its own back."""
+    from lrlab.distributed import is_distributed
+
+    cbs = [cb for cb in learn.cbs if hasattr(cb, "state_dict")]
+    state = {
+        "callbacks": {k: cb.state_dict() for k, cb in zip(callback_keys(cbs), cbs)},
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+    }
+    if is_distributed():
+        model = getattr(learn.model, "module", learn.model)
+        state["buffers"] = {name: b.detach().cpu().clone() for name, b in model.named_buffers()}
+    return state
+
+
+def capture(learn, epoch: int, batch: int, phase: str = "train", ranks: list[dict] | None = None) -> dict:
     """Everything needed to continue at (epoch, phase, batch): model, optimizer, callbacks, loaders, RNGs.
 
     (e, "train", 0): epoch e has not started; (e, "train", b): its first b training batches are done;
-    (e, "valid", 0): its training is done and its validation is to run (validation restarts whole)."""
+    (e, "valid", 0): its training is done and its validation is to run (validation restarts whole).
+    `ranks`: every process's rank_state, in a distributed run (gathered by the caller on all ranks)."""
     from lrlab.distributed import world_size
 
     if phase not in PHASES or (phase == "valid" and batch):
         raise ValueError(f"a checkpoint position is (epoch, 'train', batch) or (epoch, 'valid', 0), got {phase!r}")
-    cbs = [cb for cb in learn.cbs if hasattr(cb, "state_dict")]
+    own = ranks[0] if ranks else rank_state(learn)
     loaders = {}
     for name in ("train", "valid"):
         dl = getattr(learn.dls, name, None)
@@ -113,16 +131,17 @@ def capture(learn, epoch: int, batch: int, phase: str = "train") -> dict:
         "world_size": world_size(),
         "model": model.state_dict(),
         "opt": learn.opt.state_dict(),
-        "callbacks": {k: cb.state_dict() for k, cb in zip(callback_keys(cbs), cbs)},
+        "callbacks": own["callbacks"],
         "loaders": loaders,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "rng": own["rng"],
+        **({"ranks": ranks} if ranks and len(ranks) > 1 else {}),
     }
 
 
 def restore(learn, ckpt: dict) -> dict:
     """Put optimizer, callbacks, loaders and RNGs back (after before_fit, which rebuilds schedulers); return
     the position to continue from. Refuses a checkpoint of another world size or length of fit."""
-    from lrlab.distributed import world_size
+    from lrlab.distributed import rank, world_size
 
     saved_world = ckpt.get("world_size", 1)
     if saved_world != world_size():
@@ -137,17 +156,23 @@ def restore(learn, ckpt: dict) -> dict:
             f"resume with the same number of epochs"
         )
     position = position_of(ckpt)
+    own = ckpt["ranks"][rank()] if "ranks" in ckpt else ckpt
     learn.opt.load_state_dict(ckpt["opt"])
     cbs = [cb for cb in learn.cbs if hasattr(cb, "load_state_dict")]
     for key, cb in zip(callback_keys(cbs), cbs):
-        if key in ckpt["callbacks"]:
-            cb.load_state_dict(ckpt["callbacks"][key])
+        if key in own["callbacks"]:
+            cb.load_state_dict(own["callbacks"][key])
     for name, state in ckpt["loaders"].items():
         dl = getattr(learn.dls, name, None)
         if hasattr(dl, "load_state_dict"):
             dl.load_state_dict(state)
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    random.setstate(_as_python_rng_state(ckpt["rng"]["python"]))
+    if "buffers" in own:  # this rank's own statistics, over the ones DDP copied from rank 0
+        buffers = dict(getattr(learn.model, "module", learn.model).named_buffers())
+        with torch.no_grad():
+            for name, value in own["buffers"].items():
+                buffers[name].copy_(value)
+    torch.set_rng_state(own["rng"]["torch"])
+    random.setstate(_as_python_rng_state(own["rng"]["python"]))
     return position
 
 

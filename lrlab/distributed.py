@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import uuid
 from collections.abc import Callable
 
@@ -64,6 +65,15 @@ def all_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def gather_objects(obj: object) -> list:
+    """Every rank's value of a small picklable object, in rank order, on rank 0 ([] elsewhere; [obj] alone)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size() if rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out if rank() == 0 else []
+
+
 def broadcast_object(obj: object) -> object:
     """Rank 0's value of a small picklable object, on every rank (identity on one process)."""
     if not is_distributed():
@@ -99,6 +109,7 @@ class DDPCB(Callback):
 def launch(entry: Callable, nproc: int, *args, timeout_s: float | None = None) -> int:
     """Run entry(*args) in `nproc` local processes through torch.distributed's elastic launcher
     (rendezvous on loopback, an OS-chosen port). Returns 0, or 1 after printing each failed rank's error."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -120,6 +131,11 @@ def launch(entry: Callable, nproc: int, *args, timeout_s: float | None = None) -
     )
     try:
         elastic_launch(config, entry)(*args)
+    except SignalException as e:  # Ctrl-C or SIGTERM: the ranks checkpoint together and stop; so do we
+        import sys
+
+        print(f"lrlab: the launcher was stopped by {signal.Signals(e.sigval).name}", file=sys.stderr)
+        return 128 + int(e.sigval)
     except ChildFailedError as e:
         import sys
 

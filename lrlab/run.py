@@ -273,7 +273,8 @@ def train(args: argparse.Namespace, run_dir: Path) -> int:
     try:
         learn.fit(args.epochs, resume=resume_from)
     except TrainingInterrupted as e:
-        print(f"\nlrlab: {e}\nresume with: lrlab fit --resume {run_dir}", file=sys.stderr)
+        if is_main():
+            print(f"\nlrlab: {e}\nresume with: lrlab fit --resume {run_dir}", file=sys.stderr)
         return 128 + e.signum
     except Diverged as e:
         print(f"lrlab: diverged: {e}; {last_good(last)}", file=sys.stderr)

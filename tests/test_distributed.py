@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,24 @@ def test_lrlab_fit_nproc_2(data_dir, tmp_path):
     from lrlab.models import lesson_cnn
 
     lesson_cnn().load_state_dict(checkpoint.load(run)["model"])  # a distributed checkpoint loads in one process
+
+
+def test_a_two_process_run_interrupted_resumes_exactly_on_two_and_refuses_one(data_dir, tmp_path):
+    from tests.test_faults_cli import finish, lrlab, same_run, stop_when
+
+    options = ["--nproc", "2", "--epochs", "2", "--n-train", "8192", "--n-valid", "1000", "--checkpoint-every", "2",
+               "--no-progress"]  # fmt: skip
+    full, run = tmp_path / "full", tmp_path / "run"
+    reference = lrlab("fit", *options, "--run-dir", str(full), data_dir=data_dir)
+    assert finish(reference)[0] == 0
+    where = stop_when(lrlab("fit", *options, "--run-dir", str(run), data_dir=data_dir), run,
+                      lambda p: p[2] >= 4 or p[0] >= 1, signal.SIGTERM)  # fmt: skip
+    assert where[0] <= 1
+    code, _, err = finish(lrlab("fit", "--resume", str(run), "--nproc", "1", data_dir=data_dir))
+    assert code == 2 and "--nproc 1 (the run has 2)" in err, err
+    code, out, err = finish(lrlab("fit", "--resume", str(run), data_dir=data_dir))  # on the run's own 2 processes
+    assert code == 0 and "2 processes" in out, err
+    same_run(full, run)
 
 
 def test_a_rank_raising_in_a_callback_brings_the_run_down(capsys, monkeypatch):

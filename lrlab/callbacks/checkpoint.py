@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lrlab import checkpoint
 from lrlab.callbacks.core import last_metric
-from lrlab.distributed import is_main
+from lrlab.distributed import all_sum, gather_objects, is_distributed, is_main
 from lrlab.learner import Callback, Learner
 
 
@@ -78,8 +78,9 @@ class CheckpointCB(Callback):
     def save(self, learn: Learner, epoch: int, batch: int, phase: str = "train", best: bool = False) -> Path:
         """Write the checkpoint for position (epoch, phase, batch), the next batch to run (rank 0 only); with
         `best`, the same bytes go to best.pt first."""
+        ranks = gather_objects(checkpoint.rank_state(learn)) if is_distributed() else None
         if is_main():
-            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase))
+            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase, ranks))
             if best:
                 checkpoint.save_atomic(data, self.best_path)
             checkpoint.save_atomic(data, self.last_path)
@@ -106,13 +107,24 @@ class CheckpointCB(Callback):
         self.previous = {}
 
     # -- when to write --------------------------------------------------------------------------------
+    def _agreed_stop(self) -> int | None:
+        """The signal to stop on; across processes, any rank's signal stops every rank after the same batch
+        (otherwise one would leave and the others wait for it in the next all-reduce)."""
+        if not is_distributed():
+            return self.stop_signal
+        signals = all_sum([float(self.stop_signal or 0)])
+        return int(signals[0]) and (self.stop_signal or signal.SIGTERM)
+
     def after_batch(self, learn: Learner) -> None:
-        if self.stop_signal is not None:
+        if not learn.training and is_distributed():
+            return  # ranks may hold different numbers of validation batches: they stop together at its end
+        stop = self._agreed_stop()
+        if stop:
             if learn.training:
                 path = self.save(learn, learn.epoch, learn.iter + 1)
             else:  # validation restarts whole: it changes nothing but the metrics
                 path = self.save(learn, learn.epoch, 0, "valid")
-            raise TrainingInterrupted(self.stop_signal, path)
+            raise TrainingInterrupted(stop, path)
         n_train = len(learn.dls.train)
         if learn.training and self.every and (learn.iter + 1) % self.every == 0 and learn.iter + 1 < n_train:
             self.save(learn, learn.epoch, learn.iter + 1)
@@ -128,7 +140,10 @@ class CheckpointCB(Callback):
         )
         if improved:
             self.best = value  # before the capture: last.pt must know the best it was compared with
-        self.save(learn, learn.epoch + 1, 0, best=improved)
+        path = self.save(learn, learn.epoch + 1, 0, best=improved)
+        stop = self._agreed_stop()
+        if stop and learn.epoch + 1 < learn.n_epochs:  # a signal at the very end lets the run finish
+            raise TrainingInterrupted(stop, path)
 
     def state_dict(self) -> dict:
         return {"best": self.best}
