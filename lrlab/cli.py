@@ -196,7 +196,10 @@ def _sheet_from(result: dict, args: argparse.Namespace):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from lrlab.compare import PRESETS, get_configs, run_grid, write_report
+    import json
+    import signal
+
+    from lrlab.compare import PRESETS, get_configs, run_grid, write_report, write_text
     from lrlab.data import get_dls
     from lrlab.models import lesson_cnn
 
@@ -215,13 +218,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{len(configs)} configs x {len(seeds)} seeds, {args.epochs} epochs each, lesson CNN")
     results: list[dict] = []
     title, code = "lrlab compare", 0
+    partial = Path(args.out) / "report-results.json"  # rewritten after every run: even SIGKILL keeps them
+
+    def save(done: list[dict]) -> None:
+        write_text(partial, json.dumps(done, indent=1, default=float))
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)  # SIGTERM ends the grid as Ctrl-C does
     try:
-        run_grid(configs, seeds, args.epochs, make_dls, lesson_cnn, results=results)
+        run_grid(configs, seeds, args.epochs, make_dls, lesson_cnn, results=results, after_run=save)
     except KeyboardInterrupt:  # keep every finished run: report them, say the grid is incomplete
         if not results:
             raise
         title, code = f"lrlab compare (interrupted: {len(results)} of {len(configs) * len(seeds)} runs)", 130
         print(f"\nlrlab: interrupted; reporting the {len(results)} finished runs", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     notes = (
         f"lesson CNN on Fashion-MNIST, batch size {args.bs}, {args.epochs} epochs, seeds {seeds}; "
         f"test accuracy on the {len(make_dls(0).valid.ds):,} test images"

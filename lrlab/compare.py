@@ -131,16 +131,20 @@ def run_grid(
     make_model: Callable,
     log: Callable[[str], None] = print,
     results: list[dict] | None = None,
+    after_run: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Every config for every seed; progress as one line per run. Each finished run is appended to `results`
-    (when given) as soon as it ends, so a caller interrupted mid-grid still holds every finished run."""
+    (when given) as soon as it ends, then `after_run(results)` is called (to save them): a caller interrupted
+    mid-grid still holds every finished run."""
     results = [] if results is None else results
     total = len(configs) * len(seeds)
     for i, (config, seed) in enumerate(((c, s) for c in configs for s in seeds), start=1):
         res = run_one(config, seed, epochs, make_dls, make_model)
+        results.append(res)
+        if after_run is not None:
+            after_run(results)
         acc = "diverged" if res["diverged"] else f"acc {res['test_acc']:.4f}"
         log(f"[{i}/{total}] {config.name} seed {seed}: {acc}, lr {res['lr']:.3g}, {res['wall']:.1f} s")
-        results.append(res)
     return results
 
 

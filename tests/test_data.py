@@ -155,3 +155,17 @@ def test_no_network_gives_instructions(tmp_path, monkeypatch):
 def test_parse_idx_rejects_non_idx():
     with pytest.raises(DataError, match="IDX"):
         data.parse_idx(b"\x01\x02\x03\x04rest")
+
+
+def test_a_missing_file_is_named_and_decompressed_files_are_read(data_dir, tmp_path):
+    import gzip
+
+    _copy_data(data_dir, tmp_path)
+    labels = tmp_path / FILES["train_labels"]
+    labels.unlink()
+    with pytest.raises(DataError, match=f"{tmp_path} \\(missing {FILES['train_labels']}\\)"):
+        load_fashion_mnist(tmp_path, download_ok=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(gzip.decompress((data_dir / FILES["train_labels"]).read_bytes()))
+    train, test = load_fashion_mnist(tmp_path, download_ok=False)
+    reference, _ = load_fashion_mnist(data_dir, download_ok=False)
+    assert torch.equal(train.labels, reference.labels) and len(test) == 10_000

@@ -258,3 +258,20 @@ def test_sched_plot_into_a_folder_says_the_file_it_wrote(tmp_path, capsys):
     assert (tmp_path / "cosine.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["sched-plot", "cosine", "--out", str(tmp_path / "plain")]) == 0
     assert f"wrote {tmp_path / 'plain.png'}" in capsys.readouterr().out and (tmp_path / "plain.png").exists()
+
+
+def test_ctrl_c_in_compare_keeps_the_finished_runs(data_dir, tmp_path):
+    out = tmp_path / "cmp"
+    proc = lrlab("compare", "--configs", "constant,cosine,plateau", "--seeds", "2", "--epochs", "1", "--n-train",
+                 "2048", "--n-valid", "500", "--out", str(out), data_dir=data_dir)  # fmt: skip
+    seen = []
+    while not any(line.startswith("[2/6]") for line in seen):
+        line = proc.stdout.readline()
+        assert line, f"compare ended early: {proc.communicate()}"
+        seen.append(line)
+    proc.send_signal(signal.SIGINT)
+    code, rest, err = finish(proc)
+    assert code == 130 and "reporting the" in err and "Traceback" not in err, err
+    results = json.loads((out / "report-results.json").read_text())
+    assert len(results) >= 2 and [r["config"] for r in results[:2]] == ["constant", "constant"]
+    assert "interrupted" in (out / "report.md").read_text()
