@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -71,7 +72,7 @@ class Learner:
         dls: Any,
         loss_func: Callable = F.cross_entropy,
         lr: float = 1e-2,
-        cbs: Sequence[Callback] | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
         opt_func: OptFunc = default_opt_func,
     ) -> None:
         check_lr(lr)
@@ -80,7 +81,8 @@ class Learner:
         if not callable(loss_func):
             raise TypeError(f"loss_func must be callable, got {loss_func!r}")
         self.model, self.dls, self.loss_func, self.lr, self.opt_func = model, dls, loss_func, lr, opt_func
-        self.cbs: list[Callback] = list(cbs or [])
+        self.cbs: list[Callback] = as_list(cbs)
+        self.n_inp = 1  # how many leading batch elements are inputs; the rest are targets (TrainCB sets it)
         self.opt: torch.optim.Optimizer | None = None
         self.training = False
         self.epoch = self.iter = 0
@@ -91,22 +93,36 @@ class Learner:
 
     # -- callbacks ---------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Precompute, per event, the bound methods to call: keeps the per-batch cost tiny."""
+        """Precompute, per event, the bound methods to call: keeps the per-batch cost tiny. Only methods count
+        (a callback's attribute that happens to be called `step` does not), and a step defined twice is an
+        error, never a silent choice."""
         cbs = sorted(self.cbs, key=lambda cb: getattr(cb, "order", 0))
-        self._handlers = {e: [getattr(cb, e) for cb in cbs if hasattr(cb, e)] for e in EVENTS}
+        self._handlers = {e: [getattr(cb, e) for cb in cbs if _defines(cb, e)] for e in EVENTS}
         self._steps = {}
         for name in STEPS:
-            impls = [getattr(cb, name) for cb in cbs if hasattr(cb, name)]
-            self._steps[name] = impls[-1] if impls else getattr(self, "_" + name)
+            owners = [cb for cb in cbs if _defines(cb, name)]
+            if _defines(self, name):  # a Learner subclass's own step (the course's TrainLearner pattern)
+                owners.append(self)
+            if len(owners) > 1:
+                raise ValueError(
+                    f"the training step {name!r} is defined by {' and '.join(type(o).__name__ for o in owners)}: "
+                    f"keep one of them (e.g. MixedPrecisionCB replaces TrainCB's backward and step)"
+                )
+            if owners and owners[0] is self:
+                method = getattr(self, name)
+                takes_learn = len(inspect.signature(method).parameters) > 0
+                self._steps[name] = method if takes_learn else (lambda learn, method=method: method())
+            else:
+                self._steps[name] = getattr(owners[0], name) if owners else getattr(self, "_" + name)
 
-    def add_cbs(self, cbs: Iterable[Callback]) -> None:
-        """Attach callbacks (for the rest of this Learner's life)."""
-        self.cbs.extend(cbs)
+    def add_cbs(self, cbs: Callback | Iterable[Callback]) -> None:
+        """Attach callbacks (for the rest of this Learner's life): one callback or several."""
+        self.cbs.extend(as_list(cbs))
         self._dispatch()
 
-    def remove_cbs(self, cbs: Iterable[Callback]) -> None:
-        """Detach callbacks."""
-        for cb in cbs:
+    def remove_cbs(self, cbs: Callback | Iterable[Callback]) -> None:
+        """Detach callbacks: one callback or several."""
+        for cb in as_list(cbs):
             self.cbs.remove(cb)
         self._dispatch()
 
@@ -124,14 +140,7 @@ class Learner:
         self.preds = self.model(self.batch[0])
 
     def _get_loss(self, learn: Learner) -> None:
-        try:
-            self.loss = self.loss_func(self.preds, self.batch[1])
-        except (RuntimeError, ValueError, IndexError) as e:
-            raise ValueError(
-                f"the loss cannot compare the model's output (shape {tuple(self.preds.shape)}) with the "
-                f"labels (shape {tuple(self.batch[1].shape)}, values {int(self.batch[1].min())}.."
-                f"{int(self.batch[1].max())}): {e}"
-            ) from e
+        self.loss = loss_checked(self.loss_func, self.preds, self.batch[self.n_inp :])
 
     def _backward(self, learn: Learner) -> None:
         self.loss.backward()
@@ -190,7 +199,7 @@ class Learner:
         n_epochs: int = 1,
         train: bool = True,
         valid: bool = True,
-        cbs: Sequence[Callback] | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
         lr: float | None = None,
         resume: str | Path | None = None,
     ) -> Learner:
@@ -209,7 +218,7 @@ class Learner:
             ckpt = checkpoint.load(resume)
             checkpoint.check_model(getattr(self.model, "module", self.model), ckpt["model"])
             getattr(self.model, "module", self.model).load_state_dict(ckpt["model"])
-        extra = list(cbs or [])
+        extra = as_list(cbs)
         self.add_cbs(extra)
         try:
             self.n_epochs, self.do_train, self.do_valid = n_epochs, train, valid
@@ -255,6 +264,39 @@ class Learner:
         for failure in failures:
             if hasattr(error, "add_note"):
                 error.add_note(f"(cleanup_fit also failed: {type(failure).__name__}: {failure})")
+
+
+def _defines(obj: Any, name: str) -> bool:
+    """Whether obj has a method (or any callable) of that name: an attribute holding a number does not count."""
+    return callable(getattr(obj, name, None))
+
+
+def as_list(cbs: Any) -> list:
+    """Callbacks as a list: None, one callback, or any iterable of them."""
+    if cbs is None:
+        return []
+    return list(cbs) if isinstance(cbs, Iterable) else [cbs]
+
+
+def loss_checked(loss_func: Callable, preds: torch.Tensor, targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """loss_func(preds, *targets); when the output and the labels cannot match (batch sizes, class indices out
+    of range) say so with their shapes; any other error propagates as it is."""
+    try:
+        return loss_func(preds, *targets)
+    except (RuntimeError, ValueError, IndexError) as e:
+        y = targets[0] if targets else None
+        if y is None or not isinstance(preds, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise
+        mismatch = preds.ndim == 0 or y.ndim == 0 or preds.shape[0] != y.shape[0]
+        if not mismatch and not y.is_floating_point() and y.numel() and preds.ndim >= 2:
+            mismatch = int(y.min()) < 0 or int(y.max()) >= preds.shape[1]
+        if not mismatch:
+            raise
+        values = f", values {int(y.min())}..{int(y.max())}" if y.numel() and not y.is_floating_point() else ""
+        raise ValueError(
+            f"the loss cannot compare the model's output (shape {tuple(preds.shape)}) with the labels "
+            f"(shape {tuple(y.shape)}{values}): {e}"
+        ) from e
 
 
 def check_lr(lr: float) -> None:

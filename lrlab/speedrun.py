@@ -43,15 +43,21 @@ RECIPES = {
 }
 
 
+Clock = Callable[[], float]
+
+
 class _Timer(Callback):
     """After 3 warm-up batches, time at least 12 batches and at least 1 s: a fast model's few milliseconds
     per batch are too noisy to plan a budget on."""
 
+    def __init__(self, clock: Clock = time.perf_counter) -> None:
+        self.clock = clock
+
     def after_batch(self, learn: Learner) -> None:
         if learn.iter == 3:
-            self.start = time.perf_counter()
+            self.start = self.clock()
         elif learn.iter > 3:
-            n, elapsed = learn.iter - 3, time.perf_counter() - self.start
+            n, elapsed = learn.iter - 3, self.clock() - self.start
             if (n >= 12 and elapsed >= 1.0) or learn.iter == len(learn.dl) - 1:
                 self.per_batch = elapsed / n
                 raise CancelFitException()
@@ -63,10 +69,10 @@ def _loss_and_opt(recipe: Recipe) -> tuple[Callable, Callable]:
     return loss, partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
 
 
-def seconds_per_batch(recipe: Recipe, dls, model: torch.nn.Module) -> float:
+def seconds_per_batch(recipe: Recipe, dls, model: torch.nn.Module, clock: Clock = time.perf_counter) -> float:
     """Time a few training batches of `model` (warm-up and compilation excluded), then restore its weights."""
     state = copy.deepcopy(model.state_dict())
-    timer = _Timer()
+    timer = _Timer(clock)
     cbs = [timer, BatchAugmentCB(**recipe.augment)] + ([MixedPrecisionCB()] if recipe.bf16 else [])
     loss, opt_func = _loss_and_opt(recipe)
     Learner(model, dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func).fit(1, valid=False)
@@ -90,33 +96,41 @@ def evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> tuple[float, flo
     return hits / n, hits_tta / n
 
 
-def seconds_to_evaluate(model: torch.nn.Module, dl, bf16: bool = False) -> float:
+def seconds_to_evaluate(model: torch.nn.Module, dl, bf16: bool = False, clock: Clock = time.perf_counter) -> float:
     """Time the final evaluation (with TTA) on a few test batches, scaled to the whole test set: the time
     the training must leave for it."""
     batches = list(itertools.islice(iter(dl), 4))
     evaluate(model, batches[:1], bf16)  # warm-up
     timed = batches[1:] or batches  # a one-batch test set: time that batch again
-    start = time.perf_counter()
+    start = clock()
     evaluate(model, timed, bf16)
-    return (time.perf_counter() - start) / len(timed) * len(dl)
+    return (clock() - start) / len(timed) * len(dl)
 
 
 def speedrun(
-    budget: int, seed: int = 0, data_dir=None, log: Callable[[str], None] = print, recipe: Recipe | None = None
+    budget: int,
+    seed: int = 0,
+    data_dir=None,
+    log: Callable[[str], None] = print,
+    recipe: Recipe | None = None,
+    clock: Clock = time.perf_counter,
 ) -> dict:
-    """Train within `budget` seconds (planning, data loading and evaluation included) and measure it."""
+    """Train within `budget` seconds (planning, data loading and evaluation included) and measure it.
+
+    `clock` is the time source of the planning, the deadline and the report (tests inject one that advances by
+    rule, so the planning logic is tested on any machine, however busy)."""
     if recipe is None and budget not in RECIPES:
         raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(map(str, RECIPES))} (seconds)")
     recipe = recipe or RECIPES[budget]
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0 = clock(), time.process_time()
     torch.manual_seed(seed)
     dls = get_dls(recipe.bs, data_dir=data_dir, seed=seed)
     dls.train.drop_last = True  # every batch one shape: a compiled model would recompile for a short last batch
     model = get_model(recipe.model)
     run_model = torch.compile(model) if recipe.compile else model  # shares model's parameters
-    per_batch = seconds_per_batch(recipe, dls, run_model)
-    eval_reserve = 1.25 * seconds_to_evaluate(model, dls.valid, recipe.bf16) + 0.5
-    spent = time.perf_counter() - wall0
+    per_batch = seconds_per_batch(recipe, dls, run_model, clock)
+    eval_reserve = 1.25 * seconds_to_evaluate(model, dls.valid, recipe.bf16, clock) + 0.5
+    spent = clock() - wall0
     train_seconds = budget - spent - eval_reserve
     steps = max(1, int(train_seconds / per_batch))  # the last epoch may be partial; if slower, see DeadlineSchedCB
     epochs = -(-steps // len(dls.train))
@@ -124,19 +138,19 @@ def speedrun(
         f"({per_batch * 1e3:.0f} ms per batch)")  # fmt: skip
     torch.manual_seed(seed)
     make_sched, _ = sched_func("onecycle", recipe.lr)
-    schedule = DeadlineSchedCB(make_sched, steps, seconds=train_seconds)  # ends the fit
+    schedule = DeadlineSchedCB(make_sched, steps, seconds=train_seconds, clock=clock)  # ends the fit
     cbs = [BatchAugmentCB(**recipe.augment), schedule]
     if recipe.bf16:
         cbs.append(MixedPrecisionCB())
     loss, opt_func = _loss_and_opt(recipe)
     learn = Learner(run_model, dls, loss_func=loss, lr=recipe.lr, cbs=cbs, opt_func=opt_func)
-    fit_start = time.perf_counter()
+    fit_start = clock()
     learn.fit(epochs, valid=False)
-    fit_seconds = time.perf_counter() - fit_start
-    eval_start = time.perf_counter()
+    fit_seconds = clock() - fit_start
+    eval_start = clock()
     acc, acc_tta = evaluate(model, dls.valid, bf16=recipe.bf16)  # uncompiled: eval mode needs no new graph
-    eval_seconds = time.perf_counter() - eval_start
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    eval_seconds = clock() - eval_start
+    wall, cpu = clock() - wall0, time.process_time() - cpu0
     share = cpu / ((os.cpu_count() or 1) * wall)
     result = {
         "budget": budget, "seed": seed, "recipe": recipe.__dict__, "steps": steps,

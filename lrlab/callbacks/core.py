@@ -8,20 +8,25 @@ from collections.abc import Callable
 import torch
 
 from lrlab.distributed import all_sum
-from lrlab.learner import Callback, CancelFitException, Learner
+from lrlab.learner import Callback, CancelFitException, Learner, loss_checked
 
 
 class TrainCB(Callback):
     """The standard training step as a callback: subclass it to change one part (n_inp inputs per batch)."""
 
     def __init__(self, n_inp: int = 1) -> None:
+        if isinstance(n_inp, bool) or not isinstance(n_inp, int) or n_inp < 1:
+            raise ValueError(f"n_inp must be an integer >= 1, got {n_inp!r}")
         self.n_inp = n_inp
+
+    def before_fit(self, learn: Learner) -> None:
+        learn.n_inp = self.n_inp  # metrics and error messages take the targets after the inputs
 
     def predict(self, learn: Learner) -> None:
         learn.preds = learn.model(*learn.batch[: self.n_inp])
 
     def get_loss(self, learn: Learner) -> None:
-        learn.loss = learn.loss_func(learn.preds, *learn.batch[self.n_inp :])
+        learn.loss = loss_checked(learn.loss_func, learn.preds, learn.batch[self.n_inp :])
 
     def backward(self, learn: Learner) -> None:
         learn.loss.backward()
@@ -122,11 +127,12 @@ class MetricsCB(Callback):
 
     def after_loss(self, learn: Learner) -> None:
         # Only keep references per batch; reduce in chunks (cheap per batch, bounded memory, no device sync).
+        target = learn.batch[getattr(learn, "n_inp", 1)]
         self.losses.append(learn.loss.detach())
-        self.sizes.append(len(learn.batch[1]))
+        self.sizes.append(len(target))
         if self.accuracy:
             self.preds.append(learn.preds.detach())
-            self.targets.append(learn.batch[1])
+            self.targets.append(target)
             if len(self.preds) >= self.chunk:
                 self._count_hits()
 

@@ -26,10 +26,12 @@ class BatchSchedCB(Callback):
 
     def before_fit(self, learn: Learner) -> None:
         n = len(learn.dls.train) * learn.n_epochs if learn.do_train else 0
-        self.sched = build_sched(self.make_sched, learn.opt, self.n_steps or n)
+        self.total = self.n_steps or n
+        self.sched = build_sched(self.make_sched, learn.opt, self.total)
 
     def after_batch(self, learn: Learner) -> None:
-        if learn.training and (self.n_steps is None or self.sched.last_epoch < self.n_steps - 1):
+        # no step after the schedule's last batch: the optimizer keeps the schedule's final lr, not the next one
+        if learn.training and self.sched.last_epoch < self.total - 1:
             self.sched.step()
 
     def state_dict(self) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -130,21 +131,24 @@ class TTACB(Callback):
 
 
 class TimeBudgetCB(Callback):
-    """Stop training when the time budget (minus a reserve for the final evaluation) is spent."""
+    """Stop training when the time budget (minus a reserve for the final evaluation) is spent.
+
+    Args:
+        seconds: the budget; reserve: seconds kept back; clock: the time source (tests inject one)."""
 
     run_in_lr_find = False  # it follows or steers the real run
 
     order = 90
 
-    def __init__(self, seconds: float, reserve: float = 0.0) -> None:
-        self.seconds, self.reserve = seconds, reserve
+    def __init__(self, seconds: float, reserve: float = 0.0, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.seconds, self.reserve, self.clock = seconds, reserve, clock
         self.stopped_early = False
 
     def before_fit(self, learn: Learner) -> None:
-        self.start = time.perf_counter()
+        self.start = self.clock()
 
     def after_batch(self, learn: Learner) -> None:
-        if learn.training and time.perf_counter() - self.start > self.seconds - self.reserve:
+        if learn.training and self.clock() - self.start > self.seconds - self.reserve:
             self.stopped_early = True
             raise CancelFitException()
 

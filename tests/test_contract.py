@@ -1,0 +1,147 @@
+"""The Learner's contract in combination: each test reproduces a bug of issue 17 that broke a combination."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as S
+
+from lrlab.callbacks import MetricsCB, TrainCB
+from lrlab.callbacks.anneal import AutoAnnealCB
+from lrlab.callbacks.lr_finder import LRFinderCB, lr_find
+from lrlab.callbacks.recorder import RecorderCB
+from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
+from lrlab.callbacks.speed import MixedPrecisionCB
+from lrlab.data import DataLoaders
+from lrlab.learner import Learner
+from lrlab.models import lesson_cnn
+from tests.conftest import tiny_dls, tiny_model
+
+
+def test_a_callback_attribute_named_like_a_step_is_not_a_step():
+    learn = Learner(tiny_model(), tiny_dls(), lr=1e-3, cbs=[AutoAnnealCB()])
+    learn.fit(1)
+    learn.fit(1)  # AutoAnnealCB.step is a counter (an int); it used to become the Learner's optimizer step
+    assert learn.cb(AutoAnnealCB).step > 0
+
+
+def test_a_step_defined_twice_is_an_error_naming_both():
+    with pytest.raises(ValueError, match="'backward' is defined by MixedPrecisionCB and TrainCB: keep one"):
+        Learner(tiny_model(), tiny_dls(), cbs=[TrainCB(), MixedPrecisionCB()])
+
+
+class TrainLearner(Learner):
+    """The course's pattern: the training step as methods of a Learner subclass."""
+
+    def predict(self):
+        self.preds = self.model(self.batch[0])
+
+    def get_loss(self):
+        self.loss = self.loss_func(self.preds, self.batch[1])
+
+    def backward(self):
+        self.loss.backward()
+
+    def step(self):
+        self.opt.step()
+
+    def zero_grad(self):
+        self.opt.zero_grad()
+
+
+class MomentumLearner(TrainLearner):
+    """The course's MomentumLearner: gradients are kept, scaled by mom, instead of zeroed."""
+
+    mom = 0.85
+    zeroed = 0
+
+    def zero_grad(self):
+        self.zeroed += 1
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.grad *= self.mom
+
+
+def test_a_learner_subclass_defines_the_training_step():
+    torch.manual_seed(0)
+    plain = Learner(tiny_model(), tiny_dls(), lr=0.1, opt_func=torch.optim.SGD).fit(1)
+    torch.manual_seed(0)
+    course = TrainLearner(tiny_model(), tiny_dls(), lr=0.1, opt_func=torch.optim.SGD).fit(1)
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.parameters(), course.model.parameters()))
+    torch.manual_seed(0)
+    momentum = MomentumLearner(tiny_model(), tiny_dls(), lr=0.1, opt_func=torch.optim.SGD).fit(1)
+    assert momentum.zeroed == 4  # 64 images in batches of 16
+    assert not all(torch.equal(a, b) for a, b in zip(plain.model.parameters(), momentum.model.parameters()))
+
+
+@pytest.mark.parametrize("sched_cb", ["onecycle", "cosine", "plateau"])
+def test_lr_find_is_the_same_with_a_scheduler_attached(sched_cb):
+    scheds = {
+        "onecycle": BatchSchedCB(partial(S.OneCycleLR, max_lr=0.05)),
+        "cosine": BatchSchedCB(S.CosineAnnealingLR),
+        "plateau": EpochSchedCB(S.ReduceLROnPlateau),
+    }
+
+    def found(cbs):
+        torch.manual_seed(0)
+        learn = Learner(lesson_cnn(), tiny_dls(n=1024, bs=16), lr=1e-3, cbs=cbs)
+        return lr_find(learn, start_lr=1e-5, max_lr=1.0).suggestion
+
+    assert found([MetricsCB(), scheds[sched_cb]]) == found([MetricsCB()])
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x1, x2):
+        return self.a(x1) + self.b(x2)
+
+
+def three_part_batches(n_batches: int, bs: int = 8) -> list:
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(bs, 4, generator=g), torch.randn(bs, 4, generator=g), torch.randint(0, 3, (bs,), generator=g))
+            for _ in range(n_batches)]  # fmt: skip
+
+
+def test_n_inp_2_metrics_and_errors_use_the_targets_after_the_inputs():
+    batches = three_part_batches(4)
+    metrics = MetricsCB()
+    learn = Learner(TwoInputs(), DataLoaders(batches, batches), lr=0.01, cbs=[TrainCB(n_inp=2), metrics]).fit(1)
+    model = learn.model
+    with torch.no_grad():
+        hits = sum(int((model(x1, x2).argmax(1) == y).sum()) for x1, x2, y in batches)
+    assert metrics.history[-1]["valid_acc"] == hits / 32
+    bad = [(x1, x2, y + 5) for x1, x2, y in batches]  # class indices out of range
+    with pytest.raises(ValueError, match=r"labels \(shape \(8,\), values 6\.\.7\)"):
+        Learner(TwoInputs(), DataLoaders(bad, bad), lr=0.01, cbs=[TrainCB(n_inp=2)]).fit(1)
+
+
+def test_an_error_in_the_loss_that_is_not_about_shapes_propagates_as_it_is():
+    def loss_on_another_device(preds, y):
+        raise RuntimeError("Expected all tensors to be on the same device")
+
+    with pytest.raises(RuntimeError, match="same device"):
+        Learner(tiny_model(), tiny_dls(), loss_func=loss_on_another_device).fit(1)
+
+
+def test_one_cycle_ends_at_its_final_lr_and_stops_there():
+    recorder = RecorderCB()
+    learn = Learner(lesson_cnn(), tiny_dls(), lr=0.05, cbs=[recorder])
+    learn.fit(2, cbs=[BatchSchedCB(partial(S.OneCycleLR, max_lr=0.05))])
+    final = 0.05 / 25 / 1e4  # max_lr / div_factor / final_div_factor
+    assert recorder.recs["lr"][-1] == pytest.approx(final)
+    assert learn.opt.param_groups[0]["lr"] == pytest.approx(final)  # no step past the end
+
+
+def test_one_callback_where_a_list_is_expected():
+    learn = Learner(tiny_model(), tiny_dls(), cbs=MetricsCB())
+    learn.fit(1, cbs=LRFinderCB(start_lr=1e-4, max_lr=1.0))
+    assert len(learn.cbs) == 1
+    learn.add_cbs(RecorderCB())
+    learn.remove_cbs(learn.cb(RecorderCB))
+    assert [type(cb) for cb in learn.cbs] == [MetricsCB]
