@@ -3,61 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lrlab.run import key_values, opt_defaults
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1) (label smoothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
+from lrlab.console import (
+    OneLineErrors,
+    bounded_int,
+    given_options,
+    guard_stdout,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
+from lrlab.run import key_values
 
 MAX_SCHED_STEPS = 1_000_000  # about 20 s of simulation
 MAX_LAB_EPOCHS = 1_000_000  # the lab runs about 80,000 epochs a second: a few seconds per sheet at most
-
-
-def bounded_int(most: int):
-    """argparse type: an integer from 1 to `most`."""
-
-    def parse(text: str) -> int:
-        value = positive_int(text)
-        if value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
-        return value
-
-    return parse
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -117,12 +79,12 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from lrlab.data import get_dls
     from lrlab.learner import Learner
     from lrlab.models import lesson_cnn
-    from lrlab.optim import get_opt_func
+    from lrlab.optim import lesson_opt_func
     from lrlab.plots import image_path
 
     torch.manual_seed(args.seed)
     dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train)
-    learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=get_opt_func(args.opt, **opt_defaults(args.opt)))
+    learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=lesson_opt_func(args.opt))
     result = lr_find(learn, start_lr=args.start_lr, max_lr=args.max_lr)
     out = image_path(Path(args.out) / "lr_find.png" if Path(args.out).is_dir() else args.out)
     result.plot(out)
@@ -259,22 +221,16 @@ def cmd_speedrun(args: argparse.Namespace) -> int:
     return 0
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse, but a bad option is one line (what is wrong, and where help is) instead of the usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrors(prog="lrlab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_fit_parser(sub) -> None:
+    """`lrlab fit` and its options (the optimizer and model choices come from their registries)."""
+    from lrlab.models import MODELS
+    from lrlab.optim import OPTIMIZERS
 
     fit = sub.add_parser("fit", help="train the lesson CNN on Fashion-MNIST and write a run folder")
     fit.add_argument("--epochs", type=positive_int, default=5)
     fit.add_argument("--bs", "--batch-size", dest="bs", type=positive_int, default=256)
     fit.add_argument("--lr", type=positive_float, default=6e-2, help="learning rate (the peak for one-cycle)")
-    fit.add_argument("--opt", default="adam", choices=["adam", "sgd", "momentum", "rmsprop"])
+    fit.add_argument("--opt", default="adam", choices=list(OPTIMIZERS))
     fit.add_argument("--opt-arg", action="append", default=[], metavar="K=V", help="extra optimizer keyword")
     fit.add_argument("--sched", default="onecycle", help="onecycle | cosine | constant | plateau | any lr_scheduler")
     fit.add_argument("--sched-arg", action="append", default=[], metavar="K=V", help="extra scheduler keyword")
@@ -292,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--stats", action="store_true", help="record activation and gradient statistics, save plots")
     fit.add_argument("--init", choices=["kaiming", "lsuv", "default"], default="kaiming")
     fit.add_argument("--no-norm", action="store_true", help="the CNN without BatchNorm")
-    fit.add_argument("--model", default="cnn", choices=["cnn", "cnn-wide", "resnet", "resnet-small"])
+    fit.add_argument("--model", default="cnn", choices=list(MODELS))
     fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (mixed precision)")
     fit.add_argument("--augment", action="store_true", help="random crop (pad 2) and flip on training batches")
     fit.add_argument("--tta", action="store_true", help="test-time augmentation: image and mirror averaged")
@@ -316,31 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(func=cmd_fit)
 
-    opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")
-    opts.set_defaults(func=cmd_optimizers)
 
-    scheds = sub.add_parser("schedulers", help="list the scheduler classes torch.optim.lr_scheduler offers")
-    scheds.set_defaults(func=cmd_schedulers)
-
-    splot = sub.add_parser("sched-plot", help="plot what a schedule will do, without training")
-    splot.add_argument("name", help="onecycle | cosine | any lr_scheduler class name")
-    splot.add_argument("--steps", type=bounded_int(MAX_SCHED_STEPS), default=100, help="at most 1,000,000 (~20 s)")
-    splot.add_argument("--lr", type=positive_float, default=0.06, help="base lr (max_lr for one-cycle)")
-    splot.add_argument("--opt", action="append", default=[], metavar="K=V", help="scheduler keyword, e.g. T_max=100")
-    splot.add_argument("--out", default=None, help="PNG path (default NAME.png)")
-    splot.set_defaults(func=cmd_sched_plot)
-
-    find = sub.add_parser("lr-find", help="grow the lr batch by batch, plot loss vs lr, suggest an lr")
-    find.add_argument("--opt", default="adam", choices=["adam", "sgd", "momentum", "rmsprop"])
-    find.add_argument("--bs", "--batch-size", dest="bs", type=positive_int, default=256)
-    find.add_argument("--start-lr", type=positive_float, default=1e-6)
-    find.add_argument("--max-lr", type=positive_float, default=10.0)
-    find.add_argument("--seed", type=int, default=0)
-    find.add_argument("--data-dir", default=None)
-    find.add_argument("--n-train", type=positive_int, default=None)
-    find.add_argument("--out", default="lr_find.png")
-    find.set_defaults(func=cmd_lr_find)
-
+def add_lab_and_grid_parsers(sub) -> None:
+    """`lrlab lab`, `lrlab speedrun` and `lrlab compare`."""
     lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare all five, export a workbook")
     lab.add_argument("target", help="basic | momentum | rmsprop | adam | adam_ann | compare | export")
     lab.add_argument("file", nargs="?", help="the .xlsx to write (export)")
@@ -374,60 +308,43 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--data-dir", default=None)
     cmp.add_argument("--out", default="runs/compare")
     cmp.set_defaults(func=cmd_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `lrlab` command and its subcommands."""
+    from lrlab.optim import OPTIMIZERS
+
+    parser = OneLineErrors(prog="lrlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_fit_parser(sub)
+
+    opts = sub.add_parser("optimizers", help="list lrlab's optimizers and their hyperparameters")
+    opts.set_defaults(func=cmd_optimizers)
+
+    scheds = sub.add_parser("schedulers", help="list the scheduler classes torch.optim.lr_scheduler offers")
+    scheds.set_defaults(func=cmd_schedulers)
+
+    splot = sub.add_parser("sched-plot", help="plot what a schedule will do, without training")
+    splot.add_argument("name", help="onecycle | cosine | any lr_scheduler class name")
+    splot.add_argument("--steps", type=bounded_int(MAX_SCHED_STEPS), default=100, help="at most 1,000,000 (~20 s)")
+    splot.add_argument("--lr", type=positive_float, default=0.06, help="base lr (max_lr for one-cycle)")
+    splot.add_argument("--opt", action="append", default=[], metavar="K=V", help="scheduler keyword, e.g. T_max=100")
+    splot.add_argument("--out", default=None, help="PNG path (default NAME.png)")
+    splot.set_defaults(func=cmd_sched_plot)
+
+    find = sub.add_parser("lr-find", help="grow the lr batch by batch, plot loss vs lr, suggest an lr")
+    find.add_argument("--opt", default="adam", choices=list(OPTIMIZERS))
+    find.add_argument("--bs", "--batch-size", dest="bs", type=positive_int, default=256)
+    find.add_argument("--start-lr", type=positive_float, default=1e-6)
+    find.add_argument("--max-lr", type=positive_float, default=10.0)
+    find.add_argument("--seed", type=int, default=0)
+    find.add_argument("--data-dir", default=None)
+    find.add_argument("--n-train", type=positive_int, default=None)
+    find.add_argument("--out", default="lr_find.png")
+    find.set_defaults(func=cmd_lr_find)
+
+    add_lab_and_grid_parsers(sub)
     return parser
-
-
-def given_options(parser: argparse.ArgumentParser, command: str, argv: Sequence[str]) -> list[str]:
-    """The options of a subcommand that the command line sets explicitly (even to their default value)."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    subparser = sub.choices[command]
-    defaults = {action: action.default for action in subparser._actions}
-    for action in defaults:
-        action.default = argparse.SUPPRESS
-    try:
-        return sorted(vars(subparser.parse_args(list(argv)[list(argv).index(command) + 1 :])))
-    finally:
-        for action, default in defaults.items():
-            action.default = default
-
-
-class PipeSafeStdout:
-    """Standard output that a closed pipe (`lrlab fit | head -3`) cannot stop: the first failed write says so
-    once on stderr and sends the rest to /dev/null, so the command still finishes and writes its files."""
-
-    def __init__(self, stream) -> None:
-        self.stream, self.closed_pipe = stream, False
-
-    def _closed(self) -> None:
-        self.closed_pipe = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self.stream.fileno())  # Python's own flush at exit must not fail either
-        os.close(devnull)
-        print("lrlab: standard output was closed; carrying on without it (files are still written)", file=sys.stderr)
-
-    def write(self, text: str) -> int:
-        if not self.closed_pipe:
-            try:
-                return self.stream.write(text)
-            except BrokenPipeError:
-                self._closed()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.closed_pipe:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._closed()
-
-    def __getattr__(self, name: str):
-        return getattr(self.stream, name)
-
-
-def guard_stdout() -> None:
-    """Route this process's prints through PipeSafeStdout (once)."""
-    if not isinstance(sys.stdout, PipeSafeStdout) and sys.stdout is not None:
-        sys.stdout = PipeSafeStdout(sys.stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,9 +24,9 @@ from lrlab.callbacks.recorder import RecorderCB, lr_of
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
 from lrlab.files import atomic_write
 from lrlab.learner import Callback, Learner
-from lrlab.optim import Adam
+from lrlab.optim import lesson_opt_func
 
-ADAM = partial(Adam, eps=1e-5, weight_decay=1e-2)
+ADAM = lesson_opt_func("adam")
 
 
 @dataclass

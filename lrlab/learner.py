@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from lrlab.optim import check_lr
 
 OptFunc = Callable[..., torch.optim.Optimizer]
 
@@ -58,9 +59,9 @@ class Callback:
 
 def default_opt_func(params: Iterable, lr: float) -> torch.optim.Optimizer:
     """lrlab's Adam with the lesson's eps: the default optimizer."""
-    from lrlab.optim import Adam
+    from lrlab.optim import LESSON_EPS, Adam
 
-    return Adam(params, lr=lr, eps=1e-5)
+    return Adam(params, lr=lr, eps=LESSON_EPS)
 
 
 class Learner:
@@ -297,9 +298,3 @@ def loss_checked(loss_func: Callable, preds: torch.Tensor, targets: Sequence[tor
             f"the loss cannot compare the model's output (shape {tuple(preds.shape)}) with the labels "
             f"(shape {tuple(y.shape)}{values}): {e}"
         ) from e
-
-
-def check_lr(lr: float) -> None:
-    """A learning rate must be a finite positive number."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")

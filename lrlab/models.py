@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -65,17 +67,14 @@ def resnet(nfs: tuple[int, ...] = (8, 16, 32, 64, 128, 256), n_classes: int = 10
 
 
 def get_model(name: str) -> nn.Sequential:
-    """A model by name: cnn (the lesson's), cnn-wide (4x the channels, ~0.4M), resnet (lesson 13, ~1.2M),
-    resnet-small (~300k, pooled)."""
-    if name == "cnn":
-        return lesson_cnn()
-    if name == "cnn-wide":
-        return lesson_cnn(nfs=(32, 64, 128, 256))
-    if name == "resnet":
-        return resnet()
-    if name == "resnet-small":
-        return resnet((8, 16, 32, 64, 128), pool=True)
-    raise ValueError(f"unknown model {name!r}; choose one of cnn, cnn-wide, resnet, resnet-small")
+    """A model by name from MODELS: cnn (the lesson's), cnn-wide (4x the channels, ~0.4M), resnet (lesson 13,
+    ~1.2M), resnet-small (~300k, pooled).
+
+    Raises:
+        ValueError: an unknown name (the message lists MODELS)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]()
 
 
 def init_weights(model: nn.Module, leaky: float = 0.1) -> nn.Module:
@@ -94,6 +93,14 @@ def lesson_cnn(nfs: tuple[int, ...] = (8, 16, 32, 64), n_classes: int = 10, norm
     layers = [conv(chans[i], chans[i + 1], norm=norm) for i in range(len(nfs))]
     model = nn.Sequential(*layers, conv(chans[-1], n_classes, act=False, norm=False), nn.Flatten())
     return init_weights(model, leaky=0.1)
+
+
+MODELS: dict[str, Callable[[], nn.Sequential]] = {
+    "cnn": lesson_cnn,
+    "cnn-wide": lambda: lesson_cnn(nfs=(32, 64, 128, 256)),
+    "resnet": resnet,
+    "resnet-small": lambda: resnet((8, 16, 32, 64, 128), pool=True),
+}
 
 
 def n_params(model: nn.Module) -> int:

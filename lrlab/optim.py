@@ -336,7 +336,43 @@ OPTIMIZERS: dict[str, type[RuleOptimizer]] = {"sgd": SGD, "momentum": Momentum, 
 
 
 def get_opt_func(name: str, **kwargs: Any) -> Callable[..., torch.optim.Optimizer]:
-    """An opt_func (params, lr -> optimizer) for a registered name; extra keywords fixed."""
+    """An opt_func (params, lr -> optimizer) for a registered name; extra keywords fixed.
+
+    Raises:
+        ValueError: an unknown name (the message lists the registered ones)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     return functools.partial(OPTIMIZERS[name], **kwargs)
+
+
+LESSON_EPS = 1e-5  # the lesson's eps for adaptive optimizers
+# The lesson's recipe, defined once: its eps for adaptive optimizers; Adam also gets AdamW's weight decay.
+LESSON_RECIPES: dict[str, dict[str, float]] = {
+    "adam": {"eps": LESSON_EPS, "weight_decay": 1e-2},
+    "rmsprop": {"eps": LESSON_EPS},
+}
+
+
+def lesson_recipe(name: str) -> dict[str, float]:
+    """The lesson's keywords for a registered optimizer (a fresh dict; empty where the defaults are the lesson's)."""
+    return dict(LESSON_RECIPES.get(name, {}))
+
+
+def lesson_opt_func(name: str = "adam", **overrides: Any) -> Callable[..., torch.optim.Optimizer]:
+    """get_opt_func with the lesson's recipe, any keyword overridden."""
+    return get_opt_func(name, **{**lesson_recipe(name), **overrides})
+
+
+def group_momentum(group: dict) -> float:
+    """A param group's momentum: beta1 for Adam-like optimizers, else `momentum` (0 when there is none)."""
+    return group["betas"][0] if "betas" in group else group.get("momentum", 0.0)
+
+
+def check_lr(lr: float) -> float:
+    """A learning rate must be a finite number > 0; returns it as a float.
+
+    Raises:
+        ValueError: anything else (booleans, strings, NaN, inf, zero, negatives)."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    return float(lr)

@@ -45,11 +45,6 @@ def key_values(pairs: Sequence[str]) -> dict:
     return out
 
 
-def opt_defaults(name: str) -> dict:
-    """The CLI's recipe: the lesson's eps for adaptive optimizers; Adam also gets AdamW's weight decay."""
-    return {"adam": {"eps": 1e-5, "weight_decay": 1e-2}, "rmsprop": {"eps": 1e-5}}.get(name, {}).copy()
-
-
 def initialized_model(args: argparse.Namespace, dls):
     """The chosen model (the lesson CNN with or without BatchNorm by default), initialized as asked."""
     from torch import nn
@@ -143,7 +138,7 @@ def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
     import torch
 
     from lrlab.distributed import world_size
-    from lrlab.optim import get_opt_func
+    from lrlab.optim import lesson_opt_func
     from lrlab.schedules import build_sched, sched_func
 
     try:
@@ -155,9 +150,8 @@ def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
     cores = os.cpu_count() or 1
     if args.threads is not None and args.threads > 4 * cores:
         raise ValueError(f"--threads {args.threads}: this machine has {cores} cores; use at most {4 * cores}")
-    opt_kwargs = {**opt_defaults(args.opt), **key_values(args.opt_arg)}
     try:
-        opt = get_opt_func(args.opt, **opt_kwargs)([torch.zeros(1, requires_grad=True)], args.lr)
+        opt = lesson_opt_func(args.opt, **key_values(args.opt_arg))([torch.zeros(1, requires_grad=True)], args.lr)
     except (TypeError, ValueError) as e:
         raise ValueError(f"--opt {args.opt} with --opt-arg {' '.join(args.opt_arg) or '(none)'}: {e}") from e
     make_sched, _ = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
@@ -211,67 +205,101 @@ def train(args: argparse.Namespace, run_dir: Path) -> int:
     import torch
     from torch.nn import functional as F
 
-    from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB
-    from lrlab.callbacks.checkpoint import CheckpointCB, Diverged, DivergenceGuardCB, TrainingInterrupted
-    from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
-    from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
     from lrlab.data import get_dls
-    from lrlab.distributed import DDPCB, is_main, world_size
+    from lrlab.distributed import is_main, world_size
     from lrlab.learner import Learner
-    from lrlab.models import n_params
-    from lrlab.optim import get_opt_func
-    from lrlab.plots import plot_losses
-    from lrlab.runs import write_json
-    from lrlab.schedules import sched_func
+    from lrlab.optim import lesson_opt_func
 
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    opt_kwargs = opt_defaults(args.opt)
-    opt_kwargs.update(key_values(args.opt_arg))
-    if args.compile:
-        opt_kwargs["compile"] = True
-    opt_func = get_opt_func(args.opt, **opt_kwargs)
-    make_sched, natural_step = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
+    opt_func = lesson_opt_func(args.opt, **key_values(args.opt_arg), **({"compile": True} if args.compile else {}))
     world = world_size()
     dls = get_dls(args.bs // world, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid)
     model = initialized_model(args, dls)
     say = print if is_main() else (lambda *a, **k: None)
-
-    say(
-        f"{'lesson CNN' if args.model == 'cnn' else args.model}{' without BatchNorm' if args.no_norm else ''} "
-        f"({n_params(model):,} parameters, {args.init} init), "
-        f"{args.opt}, lr {args.lr:g}, schedule {args.sched}, "
-        f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
-        + (f", {world} processes" if world > 1 else "")
-    )
+    say(describe(args, model, dls, world))
     last = run_dir / "last.pt"
     resume_from = last if args.resume and last.exists() else None  # stopped before its first checkpoint: anew
     if args.resume:
         say(f"resuming {run_dir}" + ("" if resume_from else " from the start (it had written no checkpoint)"))
     say(ROW.format(epoch="epoch", train_loss="train loss", valid_loss="valid loss", valid_acc="valid acc",
                      seconds="seconds"))  # fmt: skip
-    metrics = MetricsCB(log=lambda row: say(_fmt(row), flush=True))
-    recorder = RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value)
+    cbs, parts = run_callbacks(args, run_dir, say)
+    loss_func = partial(F.cross_entropy, label_smoothing=args.label_smoothing)
+    learn = Learner(model, dls, loss_func=loss_func, lr=args.lr, cbs=cbs, opt_func=opt_func)
+    start = time.perf_counter()
+    stopped = fit_or_stop(learn, args.epochs, resume_from, run_dir)
+    if stopped is not None:
+        return stopped
+    wall = time.perf_counter() - start
+    if world > 1:  # every rank leaves proof that its parameters equal the others'
+        from lrlab.distributed import rank
+
+        digest = params_digest(learn.model)
+        atomic_write(run_dir / f"rank{rank()}.sha256", lambda f: f.write((digest + "\n").encode()))
+    if is_main():
+        write_results(args, run_dir, parts, wall)
+    return 0
+
+
+def describe(args: argparse.Namespace, model, dls, world: int) -> str:
+    """The run's first line: model, optimizer, schedule, data."""
+    from lrlab.models import n_params
+
+    return (
+        f"{'lesson CNN' if args.model == 'cnn' else args.model}{' without BatchNorm' if args.no_norm else ''} "
+        f"({n_params(model):,} parameters, {args.init} init), {args.opt}, lr {args.lr:g}, schedule {args.sched}, "
+        f"{args.epochs} epochs, batch size {args.bs}, {len(dls.train.ds):,} train / {len(dls.valid.ds):,} test images"
+        + (f", {world} processes" if world > 1 else "")
+    )
+
+
+def run_callbacks(args: argparse.Namespace, run_dir: Path, say) -> tuple[list, dict]:
+    """The callbacks of `lrlab fit`, and those whose records make the results ({"metrics", "recorder", ...})."""
+    from lrlab.callbacks import (
+        BatchSchedCB,
+        CheckpointCB,
+        DeviceCB,
+        DivergenceGuardCB,
+        EpochSchedCB,
+        MetricsCB,
+        ProgressCB,
+        RecorderCB,
+    )  # fmt: skip
+    from lrlab.callbacks.recorder import loss_value, lr_of, mom_of
+    from lrlab.distributed import DDPCB, is_main
+    from lrlab.schedules import sched_func
+
+    parts = {
+        "metrics": MetricsCB(log=lambda row: say(_fmt(row), flush=True)),
+        "recorder": RecorderCB(lr=lr_of(0), mom=mom_of(0), loss=loss_value),
+    }
     # a smoothed training loss 10x its best is divergence, not noise: stop before it reaches a checkpoint
-    cbs = [DeviceCB(args.device), metrics, recorder, DivergenceGuardCB(factor=10.0), DDPCB()]
+    cbs = [DeviceCB(args.device), *parts.values(), DivergenceGuardCB(factor=10.0), DDPCB()]
     cbs.append(CheckpointCB(run_dir, every=args.checkpoint_every))
+    make_sched, natural_step = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
     if make_sched is not None:
         step = args.sched_step or natural_step
         cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
     if args.progress and sys.stderr.isatty() and is_main():
         cbs.append(ProgressCB())
     if args.stats:
-        from lrlab.callbacks.stats import ActivationStats, GradientStats
+        from lrlab.callbacks import ActivationStats, GradientStats
 
-        act_stats, grad_stats = ActivationStats(), GradientStats()
-        cbs += [act_stats, grad_stats]
-    cbs += speed_callbacks(args)
-    loss_func = partial(F.cross_entropy, label_smoothing=args.label_smoothing)
-    learn = Learner(model, dls, loss_func=loss_func, lr=args.lr, cbs=cbs, opt_func=opt_func)
-    start = time.perf_counter()
+        parts.update(act_stats=ActivationStats(), grad_stats=GradientStats())
+        cbs += [parts["act_stats"], parts["grad_stats"]]
+    return cbs + speed_callbacks(args), parts
+
+
+def fit_or_stop(learn, epochs: int, resume_from: Path | None, run_dir: Path) -> int | None:
+    """Fit; None when it ran to its end, else the exit status after saying why it stopped and how to go on."""
+    from lrlab.callbacks import Diverged, TrainingInterrupted
+    from lrlab.distributed import is_main
+
+    last = run_dir / "last.pt"
     try:
-        learn.fit(args.epochs, resume=resume_from)
+        learn.fit(epochs, resume=resume_from)
     except TrainingInterrupted as e:
         if is_main():
             print(f"\nlrlab: {e}\nresume with: lrlab fit --resume {run_dir}", file=sys.stderr)
@@ -283,15 +311,17 @@ def train(args: argparse.Namespace, run_dir: Path) -> int:
         print(f"lrlab: training stopped: {e.strerror or e}; {last_good(last)}; when fixed, resume with: lrlab fit "
               f"--resume {run_dir}", file=sys.stderr)  # fmt: skip
         return 1
-    wall = time.perf_counter() - start
-    if world > 1:  # every rank leaves proof that its parameters equal the others'
-        from lrlab.distributed import rank
+    return None
 
-        digest = params_digest(learn.model)
-        atomic_write(run_dir / f"rank{rank()}.sha256", lambda f: f.write((digest + "\n").encode()))
-    if not is_main():
-        return 0
 
+def write_results(args: argparse.Namespace, run_dir: Path, parts: dict, wall: float) -> None:
+    """Plots, then metrics.json (last: its presence means the run is finished), and the closing lines."""
+    import torch
+
+    from lrlab.plots import plot_losses
+    from lrlab.runs import write_json
+
+    metrics, recorder = parts["metrics"], parts["recorder"]
     final = metrics.history[-1]
     summary = {
         "config": {k: v for k, v in vars(args).items() if k not in NOT_SAVED},
@@ -305,16 +335,16 @@ def train(args: argparse.Namespace, run_dir: Path) -> int:
     recorder.plot(run_dir / "schedule.png", keys=["lr", "mom"])
     written = ["metrics.json", "loss.png", "schedule.png", "last.pt", "best.pt"]
     if args.stats:
+        act_stats, grad_stats = parts["act_stats"], parts["grad_stats"]
         act_stats.color_dim(run_dir / "color_dim.png")
         act_stats.dead_chart(run_dir / "dead.png")
         act_stats.plot_stats(run_dir / "stats.png")
         grad_stats.color_dim(run_dir / "grad_color_dim.png")
         summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
         written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
-    write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is finished
+    write_json(run_dir / "metrics.json", summary)
     print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
     print(f"wrote {run_dir}/" + ", ".join(written))
-    return 0
 
 
 def last_good(last: Path) -> str:
@@ -347,7 +377,7 @@ def distributed_entry(options: dict) -> None:
     process group."""
     import torch.distributed as dist
 
-    from lrlab.cli import guard_stdout
+    from lrlab.console import guard_stdout
     from lrlab.distributed import init_from_env
 
     guard_stdout()

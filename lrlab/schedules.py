@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch.optim import lr_scheduler
 
+from lrlab.optim import group_momentum
+
 SchedFunc = Callable[..., object]
 
 
@@ -108,7 +110,7 @@ def sched_lrs(
     rec: dict[str, list[float]] = {"lr": [], "mom": []}
     for _ in range(steps):
         rec["lr"].append(group["lr"])
-        rec["mom"].append(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
+        rec["mom"].append(group_momentum(group))
         opt.step()
         sched.step()
     if len(set(rec["mom"])) <= 1:

@@ -18,7 +18,7 @@ from lrlab.callbacks.speed import BatchAugmentCB, MixedPrecisionCB, tta_probs
 from lrlab.data import get_dls
 from lrlab.learner import Callback, CancelFitException, Learner
 from lrlab.models import get_model
-from lrlab.optim import Adam
+from lrlab.optim import lesson_opt_func
 from lrlab.schedules import sched_func
 
 
@@ -66,7 +66,7 @@ class _Timer(Callback):
 def _loss_and_opt(recipe: Recipe) -> tuple[Callable, Callable]:
     """The recipe's loss and optimizer, the same for the timing and the real run."""
     loss = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)
-    return loss, partial(Adam, eps=1e-5, weight_decay=recipe.weight_decay)
+    return loss, lesson_opt_func("adam", weight_decay=recipe.weight_decay)
 
 
 def seconds_per_batch(recipe: Recipe, dls, model: torch.nn.Module, clock: Clock = time.perf_counter) -> float:

@@ -145,3 +145,39 @@ def test_one_callback_where_a_list_is_expected():
     learn.add_cbs(RecorderCB())
     learn.remove_cbs(learn.cb(RecorderCB))
     assert [type(cb) for cb in learn.cbs] == [MetricsCB]
+
+
+def test_course_recorder_functions_and_metric_objects_work():
+    class MeanAccuracy:
+        """A torcheval-style metric object: update per batch, compute at the end, reset per epoch."""
+
+        def __init__(self):
+            self.reset()
+
+        def reset(self):
+            self.hits, self.n = 0, 0
+
+        def update(self, preds, targets):
+            self.hits += int((preds.argmax(1) == targets).sum())
+            self.n += len(targets)
+
+        def compute(self):
+            return torch.tensor(self.hits / self.n)
+
+    def _lr(cb):  # the course's recorder functions read the callback's param group
+        return cb.pg["lr"]
+
+    def error_rate(preds, targets):
+        return (preds.argmax(1) != targets).float().mean()
+
+    recorder = RecorderCB(lr=_lr, mom=lambda cb: cb.pg["betas"][0], loss=lambda cb: float(cb.loss.detach()))
+    metrics = MetricsCB(accuracy=MeanAccuracy(), error=error_rate)
+    builtin = MetricsCB()
+    learn = Learner(tiny_model(), tiny_dls(), lr=0.05, cbs=[recorder, metrics, builtin])
+    learn.fit(2, cbs=[BatchSchedCB(partial(S.OneCycleLR, max_lr=0.05))])
+    assert len(recorder.recs["lr"]) == 8 and max(recorder.recs["lr"]) == pytest.approx(0.05, rel=0.05)
+    for mine, reference in zip(metrics.history, builtin.history):
+        assert mine["valid_accuracy"] == pytest.approx(reference["valid_acc"])
+        assert mine["valid_error"] == pytest.approx(1 - reference["valid_acc"])
+    with pytest.raises(TypeError, match="metric 'bad' must have update"):
+        MetricsCB(bad=3)

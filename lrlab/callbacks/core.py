@@ -77,14 +77,35 @@ def last_metric(learn: Learner, key: str) -> float | None:
 
 
 class MetricsCB(Callback):
-    """Mean loss and accuracy per epoch (weighted by batch size) for train and valid, kept as history."""
+    """Mean loss and accuracy per epoch (weighted by batch size) for train and valid, kept as history.
+
+    Args:
+        log: called with each epoch's row (e.g. `print`); None (the default) keeps the rows silent in `history`.
+        accuracy: True for the built-in accuracy (`train_acc`, `valid_acc`), False for none; a metric object
+            here is taken as `accuracy=` like any other named metric below (the course's
+            `MetricsCB(accuracy=MulticlassAccuracy())`).
+        chunk: batches of predictions kept before they are reduced.
+        **metrics: more metrics by name, recorded as `train_NAME`/`valid_NAME`: an object with torcheval's
+            `update(preds, targets)`, `compute()` and `reset()`, or a function `f(preds, targets)` returning a
+            number per batch (averaged by batch size). These are computed on each process, not summed over
+            ranks, and are not part of a mid-epoch checkpoint.
+
+    Raises:
+        TypeError: a metric that is neither such an object nor callable."""
 
     run_in_lr_find = False  # it follows or steers the real run
 
     order = -5
 
-    def __init__(self, log: Callable[[dict], None] | None = None, accuracy: bool = True, chunk: int = 64) -> None:
-        self.log, self.accuracy, self.chunk = log, accuracy, chunk
+    def __init__(
+        self, log: Callable[[dict], None] | None = None, accuracy: object = True, chunk: int = 64, **metrics: object
+    ) -> None:
+        if not isinstance(accuracy, bool):
+            metrics, accuracy = {"accuracy": accuracy, **metrics}, False
+        for name, metric in metrics.items():
+            if not (hasattr(metric, "update") and hasattr(metric, "compute")) and not callable(metric):
+                raise TypeError(f"metric {name!r} must have update()/compute() or be callable, got {metric!r}")
+        self.log, self.accuracy, self.chunk, self.metrics = log, accuracy, chunk, metrics
         self.history: list[dict] = []
 
     def before_fit(self, learn: Learner) -> None:
@@ -115,6 +136,10 @@ class MetricsCB(Callback):
         self.losses, self.sizes, self.preds, self.targets = [], [], [], []
         self.hits = 0
         self.phase = "train" if learn.training else "valid"
+        self.sums = dict.fromkeys(self.metrics, 0.0)
+        for metric in self.metrics.values():
+            if hasattr(metric, "reset"):
+                metric.reset()
         if not learn.training:
             return
         pending, self.pending = getattr(self, "pending", None), None
@@ -135,6 +160,11 @@ class MetricsCB(Callback):
             self.targets.append(target)
             if len(self.preds) >= self.chunk:
                 self._count_hits()
+        for name, metric in self.metrics.items():
+            if hasattr(metric, "update") and hasattr(metric, "compute"):
+                metric.update(learn.preds.detach(), target)
+            else:
+                self.sums[name] += float(metric(learn.preds.detach(), target)) * len(target)
 
     def _count_hits(self) -> None:
         if self.accuracy and self.preds:
@@ -158,6 +188,10 @@ class MetricsCB(Callback):
             self.row[f"{phase}_loss"] = loss_sum / count
             if self.accuracy:
                 self.row[f"{phase}_acc"] = hits / count
+            for name, metric in self.metrics.items():
+                local = sum(self.sizes) or 1
+                value = metric.compute() if hasattr(metric, "compute") else self.sums[name] / local
+                self.row[f"{phase}_{name}"] = float(value)
         self.phase = None
         if not learn.training or not learn.do_valid:
             self.row["seconds"] = time.perf_counter() - self.start

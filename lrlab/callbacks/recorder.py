@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lrlab.learner import Callback, Learner
+from lrlab.learner import EVENTS, STEPS, Callback, Learner
+from lrlab.optim import group_momentum
 
 Recordable = Callable[[Learner], float]
 
@@ -18,11 +19,7 @@ def lr_of(group: int = 0) -> Recordable:
 def mom_of(group: int = 0) -> Recordable:
     """Momentum of one group: beta1 for Adam-like optimizers, else `momentum` (0 when there is none)."""
 
-    def mom(learn: Learner) -> float:
-        pg = learn.opt.param_groups[group]
-        return pg["betas"][0] if "betas" in pg else pg.get("momentum", 0.0)
-
-    return mom
+    return lambda learn: group_momentum(learn.opt.param_groups[group])
 
 
 def loss_value(learn: Learner) -> float:
@@ -31,7 +28,14 @@ def loss_value(learn: Learner) -> float:
 
 
 class RecorderCB(Callback):
-    """Record, after each optimizer step, the value each function returns: the values applied to that batch."""
+    """Record, after each optimizer step, the value each function returns: the values applied to that batch.
+
+    Each function gets the recorder, which reads through to the Learner (`cb.opt`, `cb.loss`, `cb.model`...)
+    and holds `cb.pg`, the first param group: lrlab's recordables (written for the Learner) and the course's
+    (`def _lr(cb): return cb.pg["lr"]`) both work.
+
+    Args:
+        **fns: name -> function; by default lr, mom (beta1 or momentum) and loss of the first group."""
 
     run_in_lr_find = False  # it follows or steers the real run
 
@@ -43,7 +47,14 @@ class RecorderCB(Callback):
         self.fns = fns
         self.recs: dict[str, list[float]] = {k: [] for k in fns}
 
+    def __getattr__(self, name: str):
+        learn = self.__dict__.get("learn")
+        if learn is None or name.startswith("_") or name in EVENTS or name in STEPS:
+            raise AttributeError(name)
+        return getattr(learn, name)
+
     def before_fit(self, learn: Learner) -> None:
+        self.learn, self.pg = learn, learn.opt.param_groups[0]
         self.recs = {k: [] for k in self.fns}
 
     def state_dict(self) -> dict:
@@ -54,7 +65,7 @@ class RecorderCB(Callback):
 
     def after_step(self, learn: Learner) -> None:
         for k, fn in self.fns.items():
-            self.recs[k].append(fn(learn))
+            self.recs[k].append(fn(self))
 
     def plot(self, path: str | Path = "recorder.png", keys: list[str] | None = None):
         """One panel per recorded value against the training step; saved as PNG and returned."""

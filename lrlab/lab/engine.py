@@ -19,6 +19,7 @@ from pathlib import Path
 from lrlab.anneal import anneal_step
 from lrlab.lab.data import WORKBOOK_ROWS, load_csv, random_rows
 from lrlab.optim import adam_rule, momentum_rule, rmsprop_rule, sgd_rule
+from lrlab.optim import check_lr as optim_check_lr
 
 SHEETS = ("basic", "momentum", "rmsprop", "adam", "adam_ann")
 # The workbook's hyperparameters after Reset: lr, beta1 (momentum EMA), beta2 (squared-gradient EMA).
@@ -53,10 +54,11 @@ class LabError(ValueError):
 
 
 def check_lr(lr: float) -> float:
-    """A learning rate must be a finite number > 0."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise LabError(f"the learning rate must be a finite number > 0, got {lr!r}")
-    return float(lr)
+    """optim.check_lr, raising the lab's own error."""
+    try:
+        return optim_check_lr(lr)
+    except ValueError as e:
+        raise LabError(str(e)) from None
 
 
 class Sheet:

@@ -1,0 +1,114 @@
+"""The terminal side of the command line: option types that refuse bad values in one line, which options a
+command line gave, and a standard output that a closed pipe cannot stop."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1) (label smoothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def bounded_int(most: int) -> Callable[[str], int]:
+    """argparse type: an integer from 1 to `most`."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (what is wrong, and where help is) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def given_options(parser: argparse.ArgumentParser, command: str, argv: Sequence[str]) -> list[str]:
+    """The options of a subcommand that the command line sets explicitly (even to their default value)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    subparser = sub.choices[command]
+    defaults = {action: action.default for action in subparser._actions}
+    for action in defaults:
+        action.default = argparse.SUPPRESS
+    try:
+        return sorted(vars(subparser.parse_args(list(argv)[list(argv).index(command) + 1 :])))
+    finally:
+        for action, default in defaults.items():
+            action.default = default
+
+
+class PipeSafeStdout:
+    """Standard output that a closed pipe (`lrlab fit | head -3`) cannot stop: the first failed write says so
+    once on stderr and sends the rest to /dev/null, so the command still finishes and writes its files."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.closed_pipe = stream, False
+
+    def _closed(self) -> None:
+        self.closed_pipe = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # Python's own flush at exit must not fail either
+        os.close(devnull)
+        print("lrlab: standard output was closed; carrying on without it (files are still written)", file=sys.stderr)
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def guard_stdout() -> None:
+    """Route this process's prints through PipeSafeStdout (once)."""
+    if not isinstance(sys.stdout, PipeSafeStdout) and sys.stdout is not None:
+        sys.stdout = PipeSafeStdout(sys.stdout)
