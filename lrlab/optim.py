@@ -101,11 +101,34 @@ def apply_rule_packed(rule: Callable, params: list, grads: list, states: list[li
     apply_rule(rule, params, grads, states, {**hypers, **flags})
 
 
+# The course's (miniai's) keyword names, and what lrlab calls them (torch's names).
+COURSE_KEYWORDS = {
+    "wd": "weight_decay",
+    "mom": "momentum (Momentum) or betas=(mom, sqr_mom) (Adam)",
+    "sqr_mom": "alpha (RMSProp) or betas=(mom, sqr_mom) (Adam)",
+    "beta1": "betas=(beta1, beta2)",
+    "beta2": "betas=(beta1, beta2)",
+}
+
+
 class RuleOptimizer(torch.optim.Optimizer):
-    """Adapts a pure rule to torch's Optimizer: groups, per-parameter state, closures, state_dict."""
+    """Adapts a pure rule to torch's Optimizer: groups, per-parameter state, closures, state_dict.
+
+    Raises:
+        ValueError: a hyperparameter out of its range, or an empty parameter list.
+        TypeError: a keyword it does not take; the course's names (wd, mom, sqr_mom) get lrlab's name."""
 
     rule: Callable = staticmethod(sgd_rule)
     state_names: tuple[str, ...] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        course = [k for k in kwargs if k in COURSE_KEYWORDS]
+        if course:
+            k = course[0]
+            raise TypeError(
+                f"{cls.__name__}() takes no keyword {k!r} (the course's name): lrlab calls it {COURSE_KEYWORDS[k]}"
+            )
+        return super().__new__(cls)
 
     def __init__(self, params: Iterable, defaults: dict, impl: str = "foreach", compile: bool = False) -> None:
         check_hypers(defaults)

@@ -181,3 +181,25 @@ def test_course_recorder_functions_and_metric_objects_work():
         assert mine["valid_error"] == pytest.approx(1 - reference["valid_acc"])
     with pytest.raises(TypeError, match="metric 'bad' must have update"):
         MetricsCB(bad=3)
+
+
+def test_activation_stats_takes_a_predicate_or_a_class_as_the_course_does():
+    from lrlab.callbacks import ActivationStats
+    from lrlab.models import GeneralRelu
+
+    by_class, by_predicate = ActivationStats(GeneralRelu), ActivationStats(lambda m: isinstance(m, GeneralRelu))
+    Learner(lesson_cnn(), tiny_dls(), cbs=[by_class, by_predicate]).fit(1)
+    assert by_class.names == by_predicate.names and len(by_class.names) == 4
+    assert all("GeneralRelu" in name for name in by_class.names)
+
+
+def test_the_course_optimizer_keywords_name_lrlab_s():
+    from lrlab.optim import SGD, Adam, RMSProp
+
+    params = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(TypeError, match="'wd' .* lrlab calls it weight_decay"):
+        SGD(params, lr=0.1, wd=1e-2)
+    with pytest.raises(TypeError, match=r"'mom' .* betas=\(mom, sqr_mom\)"):
+        Adam(params, mom=0.9)
+    with pytest.raises(TypeError, match="'sqr_mom' .* alpha"):
+        RMSProp(params, sqr_mom=0.99)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,6 +36,10 @@ class Hooks:
 
     def __len__(self) -> int:
         return len(self.modules)
+
+
+def _is_instance(module: nn.Module, kind: type) -> bool:
+    return isinstance(module, kind)
 
 
 def activation_modules(model: nn.Module) -> list[nn.Module]:
@@ -99,24 +104,33 @@ class ActivationStats(_Recorder):
     sampled examples (a ReLU-like unit that never fires passes no gradient).
 
     Statistics are taken on the first `sample` examples of each batch (32 by default, all with None): the
-    histograms then cost an eighth at batch size 256 and still see thousands of values per channel."""
+    histograms then cost an eighth at batch size 256 and still see thousands of values per channel.
+
+    Args:
+        modules: which layers to watch: a list of modules, a predicate on modules (the course's
+            `ActivationStats(fc.risinstance(GeneralRelu))`), a module class, or None for the activations."""
 
     order = -3
 
     def __init__(
         self,
-        modules: Iterable[nn.Module] | None = None,
+        modules: Iterable[nn.Module] | Callable[[nn.Module], bool] | type | None = None,
         n_bins: int = 40,
         hi: float = 10.0,
         every: int = 1,
         sample: int | None = 32,
     ) -> None:
         super().__init__(n_bins, 0.0, hi, every, sample)
-        self.chosen = list(modules) if modules is not None else None
+        if isinstance(modules, type):
+            modules = partial(_is_instance, kind=modules)
+        self.chosen = list(modules) if modules is not None and not callable(modules) else modules
         self.hooks: Hooks | None = None
 
     def before_fit(self, learn: Learner) -> None:
-        mods = self.chosen if self.chosen is not None else activation_modules(learn.model)
+        if callable(self.chosen):
+            mods = [m for m in learn.model.modules() if self.chosen(m)]
+        else:
+            mods = self.chosen if self.chosen is not None else activation_modules(learn.model)
         self._new([f"{i}: {type(m).__name__}" for i, m in enumerate(mods)])
         self.batch = 0
         self.hooks = Hooks(mods, self._hook)
