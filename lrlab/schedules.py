@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,29 +92,53 @@ def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
     return functools.partial(cls, **kwargs), step
 
 
+def simulated_copy(sched: object) -> object:
+    """A copy of a built scheduler and its optimizer to step ahead: the parameters are replaced by empty
+    stand-ins, so the real ones, the optimizer and the scheduler are left exactly as they were."""
+    memo: dict = {}
+    for group in sched.optimizer.param_groups:
+        for p in group["params"]:
+            memo[id(p)] = torch.empty(0, requires_grad=p.requires_grad)
+    return copy.deepcopy(sched, memo)
+
+
 def sched_lrs(
-    make_sched: SchedFunc, steps: int, opt: torch.optim.Optimizer | None = None, lr: float = 0.06
+    make_sched: SchedFunc | object, steps: int, opt: torch.optim.Optimizer | None = None, lr: float = 0.06
 ) -> dict[str, list[float]]:
-    """Simulate a schedule on a throw-away optimizer: the lr (and beta1/momentum if it moves) at each step."""
+    """Simulate a schedule: the lr (and beta1/momentum if it moves) at each of `steps` steps.
+
+    `make_sched` is a factory of the optimizer (built here on a throw-away optimizer, or on `opt`), or a
+    scheduler already built: then it is simulated on a copy from where it stands, and left untouched.
+
+    Raises:
+        ValueError: steps < 1, more steps than a OneCycleLR has, or ReduceLROnPlateau (it follows a metric)."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if opt is None:
-        from lrlab.optim import Adam
+    if isinstance(make_sched, lr_scheduler.ReduceLROnPlateau):
+        raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
+    if isinstance(make_sched, lr_scheduler.LRScheduler):
+        sched = simulated_copy(make_sched)
+        opt = sched.optimizer
+    else:
+        if opt is None:
+            from lrlab.optim import Adam
 
-        opt = Adam([torch.zeros(1, requires_grad=True)], lr=lr)
-    sched = build_sched(make_sched, opt, steps)
+            opt = Adam([torch.zeros(1, requires_grad=True)], lr=lr)
+        sched = build_sched(make_sched, opt, steps)
     total = getattr(sched, "total_steps", None)
-    if isinstance(sched, lr_scheduler.OneCycleLR) and total is not None and steps > total:
+    if isinstance(sched, lr_scheduler.OneCycleLR) and total is not None and sched.last_epoch + steps > total:
         raise ValueError(f"OneCycleLR refuses to go past its {total} steps; ask for at most {total} steps")
     if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
         raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
     group = opt.param_groups[0]
     rec: dict[str, list[float]] = {"lr": [], "mom": []}
-    for _ in range(steps):
-        rec["lr"].append(group["lr"])
-        rec["mom"].append(group_momentum(group))
-        opt.step()
-        sched.step()
+    with warnings.catch_warnings():  # the copy's optimizer.step is not torch's wrapped one: its warning is moot
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps):
+            rec["lr"].append(group["lr"])
+            rec["mom"].append(group_momentum(group))
+            opt.step()
+            sched.step()
     if len(set(rec["mom"])) <= 1:
         del rec["mom"]
     return rec

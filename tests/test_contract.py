@@ -203,3 +203,20 @@ def test_the_course_optimizer_keywords_name_lrlab_s():
         Adam(params, mom=0.9)
     with pytest.raises(TypeError, match="'sqr_mom' .* alpha"):
         RMSProp(params, sqr_mom=0.99)
+
+
+def test_sched_lrs_simulates_a_built_scheduler_on_a_copy():
+    from lrlab.schedules import sched_lrs
+
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = S.OneCycleLR(opt, max_lr=0.1, total_steps=40)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)  # a live run with gradients: the simulation must not step them
+    before = [p.detach().clone() for p in model.parameters()]
+    ahead = sched_lrs(sched, 40)
+    assert ahead["lr"] == pytest.approx(sched_lrs(partial(S.OneCycleLR, max_lr=0.1, total_steps=40), 40)["lr"])
+    assert sched.last_epoch == 0 and opt.param_groups[0]["lr"] == pytest.approx(ahead["lr"][0])
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and not opt.state
+    with pytest.raises(ValueError, match="at most 40 steps"):
+        sched_lrs(sched, 41)
