@@ -54,11 +54,11 @@ class LabError(ValueError):
 
 
 def check_lr(lr: float) -> float:
-    """optim.check_lr, raising the lab's own error."""
+    """optim.check_lr, raising the lab's own error in the spreadsheet's words."""
     try:
         return optim_check_lr(lr)
-    except ValueError as e:
-        raise LabError(str(e)) from None
+    except ValueError:
+        raise LabError(f"the learning rate must be a finite number > 0, got {lr!r}") from None
 
 
 class Sheet:
