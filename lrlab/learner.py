@@ -204,21 +204,21 @@ class Learner:
         lr: float | None = None,
         resume: str | Path | None = None,
     ) -> Learner:
-        """Train for n_epochs; callbacks given here apply to this fit only.
+        """Train for n_epochs; callbacks given here (one or a list) apply to this fit only.
 
-        resume: a checkpoint (or run folder) written by CheckpointCB; the fit continues exactly where it
-        stopped (same n_epochs and callbacks as the interrupted fit)."""
+        Args:
+            n_epochs: epochs to run; train, valid: whether to run each pass.
+            lr: a new learning rate (builds a new optimizer); None keeps the optimizer there is.
+            resume: a checkpoint (or run folder) written by CheckpointCB; the fit continues exactly where it
+                stopped (same n_epochs and callbacks as the interrupted fit).
+
+        Raises:
+            ValueError: a bad n_epochs or lr, or a checkpoint that does not fit this model or this fit."""
         if not isinstance(n_epochs, int) or isinstance(n_epochs, bool) or n_epochs < 1:
             raise ValueError(f"n_epochs must be an integer >= 1, got {n_epochs!r}")
         if lr is not None:
             check_lr(lr)
-        ckpt = None
-        if resume is not None:
-            from lrlab import checkpoint
-
-            ckpt = checkpoint.load(resume)
-            checkpoint.check_model(getattr(self.model, "module", self.model), ckpt["model"])
-            getattr(self.model, "module", self.model).load_state_dict(ckpt["model"])
+        ckpt = self._load_weights(resume) if resume is not None else None
         extra = as_list(cbs)
         self.add_cbs(extra)
         try:
@@ -229,12 +229,7 @@ class Learner:
                 self.opt = self.opt_func(self.model.parameters(), self.lr)
             try:
                 self.callback("before_fit")
-                skip_train = False
-                if ckpt is not None:  # after before_fit, which rebuilds schedulers and resets records
-                    position = checkpoint.restore(self, ckpt)
-                    self.epochs = range(position["epoch"], n_epochs)
-                    skip_train = position["phase"] == "valid"  # this epoch's training had finished
-                    self.start_iter = position["batch"]
+                skip_train = ckpt is not None and self._continue_from(ckpt)
                 for self.epoch in self.epochs:
                     if train and not skip_train:
                         self.one_epoch(True)
@@ -249,6 +244,27 @@ class Learner:
             raise
         self._cleanup(extra, None)
         return self
+
+    def _load_weights(self, resume: str | Path) -> dict:
+        """Read a checkpoint and load its weights (before the callbacks see the model)."""
+        from lrlab import checkpoint
+
+        ckpt = checkpoint.load(resume)
+        model = getattr(self.model, "module", self.model)
+        checkpoint.check_model(model, ckpt["model"])
+        model.load_state_dict(ckpt["model"])
+        return ckpt
+
+    def _continue_from(self, ckpt: dict) -> bool:
+        """Restore everything else (after before_fit, which rebuilds schedulers and resets records) and set the
+        epochs and batch to continue from; True when that epoch's training had finished (only its validation
+        is left)."""
+        from lrlab import checkpoint
+
+        position = checkpoint.restore(self, ckpt)
+        self.epochs = range(position["epoch"], self.n_epochs)
+        self.start_iter = position["batch"]
+        return position["phase"] == "valid"
 
     def _cleanup(self, extra: list[Callback], error: BaseException | None) -> None:
         """Fire cleanup_fit on every callback even if some fail, then detach this fit's callbacks. A failing

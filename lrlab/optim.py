@@ -218,7 +218,14 @@ def _decay(params: list, lr: float, weight_decay: float) -> None:
 
 
 class SGD(RuleOptimizer):
-    """Plain SGD (the lesson's first optimizer)."""
+    """Plain SGD (the lesson's first optimizer).
+
+    Args:
+        params: parameters or param groups; lr: learning rate; weight_decay: decoupled decay;
+        impl: "foreach" (fast) or "reference" (the pure rule per tensor); compile: torch.compile the rule.
+
+    Raises:
+        ValueError: hyperparameters out of range or no parameters; TypeError: the course's keyword names."""
 
     rule = staticmethod(sgd_rule)
 
@@ -238,7 +245,13 @@ class SGD(RuleOptimizer):
 
 
 class Momentum(RuleOptimizer):
-    """SGD on a damped moving average of gradients (the lesson's momentum, not torch's)."""
+    """SGD on a damped moving average of gradients (the lesson's momentum, not torch's).
+
+    Args:
+        params, lr, weight_decay, impl, compile: as SGD; momentum: the damping of the average, in [0, 1).
+
+    Raises:
+        ValueError: hyperparameters out of range or no parameters; TypeError: the course's keyword names."""
 
     rule = staticmethod(momentum_rule)
     state_names = ("grad_avg",)
@@ -266,7 +279,14 @@ class Momentum(RuleOptimizer):
 
 
 class RMSProp(RuleOptimizer):
-    """Gradient divided by the root of an EMA of its square (eps outside the root, as torch does)."""
+    """Gradient divided by the root of an EMA of its square (eps outside the root, as torch does).
+
+    Args:
+        params, lr, weight_decay, impl, compile: as SGD; alpha: the EMA factor of the squared gradient, in
+        [0, 1); eps: added to the root.
+
+    Raises:
+        ValueError: hyperparameters out of range or no parameters; TypeError: the course's keyword names."""
 
     rule = staticmethod(rmsprop_rule)
     state_names = ("square_avg",)
@@ -300,7 +320,14 @@ class RMSProp(RuleOptimizer):
 class Adam(RuleOptimizer):
     """Adam with bias correction; weight decay is decoupled, so with weight_decay > 0 it is AdamW.
 
-    bias_correction=False, eps=0 is the spreadsheet's Adam (lrlab.lab's adam sheets)."""
+    bias_correction=False, eps=0 is the spreadsheet's Adam (lrlab.lab's adam sheets).
+
+    Args:
+        params, lr, weight_decay, impl, compile: as SGD; betas: the EMA factors of the gradient and its
+        square, each in [0, 1); eps: added to the root; bias_correction: divide the EMAs by 1 - beta^t.
+
+    Raises:
+        ValueError: hyperparameters out of range or no parameters; TypeError: the course's keyword names."""
 
     rule = staticmethod(adam_rule)
     state_names = ("exp_avg", "exp_avg_sq")

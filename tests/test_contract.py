@@ -220,3 +220,12 @@ def test_sched_lrs_simulates_a_built_scheduler_on_a_copy():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and not opt.state
     with pytest.raises(ValueError, match="at most 40 steps"):
         sched_lrs(sched, 41)
+
+
+def test_progress_with_a_plot_saves_the_loss_after_each_epoch(tmp_path):
+    from lrlab.callbacks import ProgressCB
+
+    progress = ProgressCB(plot=True, plot_path=tmp_path / "progress.png")
+    Learner(tiny_model(), tiny_dls(), cbs=progress).fit(2)
+    assert len(progress.losses) == 8 and all(loss > 0 for loss in progress.losses)
+    assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"

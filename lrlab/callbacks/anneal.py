@@ -33,7 +33,19 @@ RULES = ("ratio", "halving")
 
 
 class AutoAnnealCB(Callback):
-    """Anneal the lr by a statistic of training, with no schedule set ahead; every decision is recorded."""
+    """Anneal the lr by a statistic of training, with no schedule set ahead; every decision is recorded.
+
+    Args:
+        measure: "sq", "noise", "stationarity" or "valid_loss" (see the module's notes).
+        rule: "ratio" (divide when measure / best > threshold) or "halving" (when it fell to 1/threshold).
+        threshold, factor: the rule's trigger and the lr divisor, both > 1.
+        every: check every `every` batches, or None for each epoch.
+        warmup: batches of linear warm-up before the first check (None: one epoch; 0: none).
+        best: a starting best for the ratio rule; beta: EMA factor of the moments it keeps;
+        tolerance: the stationarity test's margin; rebase: restart the best after each decision.
+
+    Raises:
+        ValueError: an unknown measure or rule, threshold or factor <= 1, or a bad `every`."""
 
     run_in_lr_find = False  # it follows or steers the real run
 

@@ -154,7 +154,14 @@ class CheckpointCB(Callback):
 
 class DivergenceGuardCB(Callback):
     """Stop on a NaN/inf training loss, or when the smoothed loss exceeds `factor` x its best (if given),
-    before the bad batch touches the weights; the message names the epoch and batch."""
+    before the bad batch touches the weights; the message names the epoch and batch.
+
+    Args:
+        factor: stop when the smoothed loss exceeds factor x its best (None: only NaN/inf stop).
+        beta: the smoothing of the loss (an EMA with bias correction).
+
+    Raises:
+        ValueError: factor <= 1. During the fit it raises Diverged."""
 
     run_in_lr_find = False  # it follows or steers the real run
 

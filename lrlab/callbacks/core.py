@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -12,7 +13,13 @@ from lrlab.learner import Callback, CancelFitException, Learner, loss_checked
 
 
 class TrainCB(Callback):
-    """The standard training step as a callback: subclass it to change one part (n_inp inputs per batch)."""
+    """The standard training step as a callback: subclass it to change one part (n_inp inputs per batch).
+
+    Args:
+        n_inp: how many leading elements of a batch go to the model; the rest go to the loss.
+
+    Raises:
+        ValueError: n_inp that is not an integer >= 1."""
 
     def __init__(self, n_inp: int = 1) -> None:
         if isinstance(n_inp, bool) or not isinstance(n_inp, int) or n_inp < 1:
@@ -44,7 +51,10 @@ def default_device() -> torch.device:
 
 
 class DeviceCB(Callback):
-    """Puts the model, then each batch, on one device."""
+    """Puts the model, then each batch, on one device.
+
+    Args:
+        device: "cpu", "cuda", a torch.device, or None for CUDA when there is one."""
 
     order = -10
 
@@ -59,7 +69,9 @@ class DeviceCB(Callback):
 
 
 class SingleBatchCB(Callback):
-    """Run one batch, then cancel the fit: the quickest way to get a live optimizer (the lesson's trick)."""
+    """Run one batch, then cancel the fit: the quickest way to get a live optimizer (the lesson's trick).
+
+    No arguments."""
 
     order = 1
 
@@ -202,12 +214,19 @@ class MetricsCB(Callback):
 
 
 class ProgressCB(Callback):
-    """A live progress bar (rich) with the running loss, in a terminal or a notebook."""
+    """A live progress bar (rich) with the running loss, in a terminal or a notebook.
+
+    Args:
+        every: seconds between refreshes of the bar.
+        plot: also draw the training loss per batch after every epoch (the course's `ProgressCB(plot=True)`):
+            saved to `plot_path` as PNG, and shown (then updated in place) when running in a notebook."""
 
     order = 20
 
-    def __init__(self, every: float = 0.2) -> None:
-        self.every = every
+    def __init__(self, every: float = 0.2, plot: bool = False, plot_path: str | Path = "progress.png") -> None:
+        self.every, self.plot, self.plot_path = every, plot, Path(plot_path)
+        self.losses: list[float] = []
+        self.shown = None
 
     def before_fit(self, learn: Learner) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -222,7 +241,7 @@ class ProgressCB(Callback):
             transient=True,
         )
         self.progress.start()
-        self.task = None
+        self.task, self.losses = None, []
 
     def before_epoch(self, learn: Learner) -> None:
         phase = "train" if learn.training else "valid"
@@ -234,6 +253,8 @@ class ProgressCB(Callback):
 
     def after_batch(self, learn: Learner) -> None:
         self.progress.advance(self.task)
+        if self.plot and learn.training and hasattr(learn, "loss"):
+            self.losses.append(float(learn.loss.detach()))  # a device sync per batch: only when plotting
         now = time.perf_counter()
         if now - self.last > self.every:
             self.last = now
@@ -241,5 +262,28 @@ class ProgressCB(Callback):
                 self.progress.update(self.task, loss=f"loss {float(learn.loss.detach()):.4f}")
             self.progress.refresh()
 
+    def after_epoch(self, learn: Learner) -> None:
+        if self.plot and (not learn.training or not learn.do_valid) and self.losses:
+            from lrlab.plots import plot_series
+
+            plot_series({"training loss": self.losses}, self.plot_path, xlabel="training step")
+            self._show()
+
+    def _show(self) -> None:
+        """In a notebook, show the picture once and update it in place afterwards."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import Image, display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        image = Image(filename=str(self.plot_path))
+        if self.shown is None:
+            self.shown = display(image, display_id=True)
+        else:
+            self.shown.update(image)
+
     def cleanup_fit(self, learn: Learner) -> None:
-        self.progress.stop()
+        if hasattr(self, "progress"):
+            self.progress.stop()

@@ -34,7 +34,14 @@ def finder_steps(start_lr: float, max_lr: float, mult: float) -> int:
 
 
 class LRFinderCB(Callback):
-    """Multiply the lr by `mult` after every training batch; stop past `max_lr` or when loss > stop_div x best."""
+    """Multiply the lr by `mult` after every training batch; stop past `max_lr` or when loss > stop_div x best.
+
+    Args:
+        start_lr, max_lr: the ramp's ends; mult: the factor per batch; stop_div: stop when the loss exceeds
+            stop_div x its best.
+
+    Raises:
+        ValueError: bounds out of order, mult <= 1, or a ramp longer than MAX_STEPS batches."""
 
     order = 60
 

@@ -52,7 +52,11 @@ def recompute_bn_stats(model: nn.Module, batches, n_batches: int = 50) -> None:
 
 class ScheduleFreeCB(Callback):
     """Schedule-Free's train/eval switch, never forgotten: train weights for training, averaged weights (with
-    BatchNorm statistics recomputed for them) for validation and after the fit."""
+    BatchNorm statistics recomputed for them) for validation and after the fit.
+
+    Args:
+        bn_batches: training batches used to recompute BatchNorm statistics for the averaged weights.
+        recompute_bn: whether to recompute them at all."""
 
     order = -20
 

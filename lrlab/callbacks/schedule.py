@@ -15,7 +15,15 @@ from lrlab.schedules import SchedFunc, build_sched, sched_func
 class BatchSchedCB(Callback):
     """Step a scheduler after every training batch (never during validation). The schedule spans the whole
     fit, or its first `n_steps` batches (for a fit cut short mid-epoch, see StepLimitCB, or DeadlineSchedCB to
-    end by a time; past them the last lr holds: OneCycleLR extrapolated past its end would climb again)."""
+    end by a time; past them the last lr holds: OneCycleLR extrapolated past its end would climb again).
+
+    Args:
+        make_sched: a factory of the optimizer, e.g. partial(OneCycleLR, max_lr=0.06); its length
+            (total_steps, T_max) is filled in when not given.
+        n_steps: the schedule's length in batches (None: the whole fit).
+
+    Raises:
+        ValueError: n_steps that is not a positive integer; at before_fit, a schedule shorter than the fit."""
 
     run_in_lr_find = False  # it follows or steers the real run
 
@@ -44,7 +52,14 @@ class BatchSchedCB(Callback):
 class DeadlineSchedCB(BatchSchedCB):
     """A per-batch schedule over `n_steps` batches that always finishes, and by `seconds` at the latest: when
     the clock runs ahead of the batch count, the schedule skips ahead to keep pace, so a slower-than-planned
-    run still anneals fully by its deadline instead of being cut off at a high learning rate. Ends the fit."""
+    run still anneals fully by its deadline instead of being cut off at a high learning rate. Ends the fit.
+
+    Args:
+        make_sched, n_steps: as BatchSchedCB (n_steps required); seconds: the deadline of the training;
+        clock: the time source (tests inject one).
+
+    Raises:
+        ValueError: n_steps that is not a positive integer, or seconds <= 0."""
 
     order = 90
 
@@ -76,7 +91,14 @@ class DeadlineSchedCB(BatchSchedCB):
 
 
 class EpochSchedCB(Callback):
-    """Step a scheduler after every epoch; ReduceLROnPlateau gets a metric (the valid loss by default)."""
+    """Step a scheduler after every epoch; ReduceLROnPlateau gets a metric (the valid loss by default).
+
+    Args:
+        make_sched: a factory of the optimizer (T_max is filled in with the number of epochs).
+        metric: what ReduceLROnPlateau follows (a key of MetricsCB's rows).
+
+    Raises:
+        ValueError: at the end of an epoch, ReduceLROnPlateau with no such metric recorded."""
 
     run_in_lr_find = False  # it follows or steers the real run
 

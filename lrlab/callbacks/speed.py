@@ -12,7 +12,14 @@ from lrlab.learner import Callback, CancelFitException, Learner
 
 class MixedPrecisionCB(Callback):
     """torch.autocast around the forward pass and the loss: bfloat16 on CPU (and by default on CUDA), or
-    float16 with a gradient scaler on CUDA; channels_last memory format as an option."""
+    float16 with a gradient scaler on CUDA; channels_last memory format as an option.
+
+    Args:
+        dtype: torch.bfloat16 (CPU or CUDA) or torch.float16 (CUDA only, with a gradient scaler).
+        channels_last: convert the model and the batches to channels_last memory format.
+
+    Raises:
+        ValueError: another dtype; at before_fit, float16 without CUDA."""
 
     order = -8
 
@@ -67,7 +74,15 @@ class BatchAugmentCB(Callback):
     horizontal flip, random erasing. Validation batches are left untouched.
 
     The padded border is filled with `fill`, by default the batch's darkest value: for normalized images that
-    is the black background, where zero would paint a grey frame that test images never have."""
+    is the black background, where zero would paint a grey frame that test images never have.
+
+    Args:
+        pad: pixels of padding before the random crop (0: no crop); flip: random horizontal flips;
+        erase: probability of erasing a random rectangle of up to `erase_max` of the image's side;
+        fill: the padding's value (None: each batch's darkest).
+
+    Raises:
+        ValueError: pad < 0, erase outside [0, 1] or erase_max outside (0, 1]."""
 
     order = -6
 
@@ -120,7 +135,10 @@ def tta_probs(model: torch.nn.Module, x: torch.Tensor, probs: torch.Tensor | Non
 
 class TTACB(Callback):
     """Test-time augmentation: in validation, predict with the average of the image's and its mirror's
-    probabilities (returned as log-probabilities, so cross-entropy and accuracy work unchanged)."""
+    probabilities (returned as log-probabilities, so cross-entropy and accuracy work unchanged).
+
+    No arguments: validation predictions become the log of the averaged probabilities of each image and its
+    mirror."""
 
     def predict(self, learn: Learner) -> None:
         x = learn.batch[0]
@@ -154,7 +172,13 @@ class TimeBudgetCB(Callback):
 
 
 class StepLimitCB(Callback):
-    """End the fit after `n_steps` training batches, so a planned run may stop in the middle of an epoch."""
+    """End the fit after `n_steps` training batches, so a planned run may stop in the middle of an epoch.
+
+    Args:
+        n_steps: training batches after which the fit ends.
+
+    Raises:
+        ValueError: n_steps that is not a positive integer."""
 
     run_in_lr_find = False  # it follows or steers the real run
 

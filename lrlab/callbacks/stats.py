@@ -189,7 +189,10 @@ class GradientStats(_Recorder):
     """Per conv/linear layer and per training batch: histogram of log10|weight grad| (T-Fixup style).
 
     All layers go through one histogram call (each layer shifted into its own range), so the cost does not
-    grow with the number of layers; values outside [lo, hi] (exact zeros included) land in the edge bins."""
+    grow with the number of layers; values outside [lo, hi] (exact zeros included) land in the edge bins.
+
+    Args:
+        n_bins: histogram bins; lo, hi: the range of log10|grad|; every: record every `every` batches."""
 
     order = -3
 
