@@ -1,6 +1,6 @@
 """The lesson's spreadsheet as a program: one Sheet per optimizer, with the workbook's Reset and Run.
 
-Workbook mode reproduces graddesc.xlsm exactly, quirks included (see ../shared/reference/graddesc-spec.md):
+Workbook mode reproduces graddesc.xlsm exactly, quirks included (docs/graddesc-spec.md describes it cell by cell):
 - Run carries the weights *after 28 updates* (the last row's inputs) but the optimizer state after 29;
 - the pasted "rmse" is sqrt(SUM(err^2)), not a mean, of the epoch the sheet displays after the carry;
 - RMSprop divides by the root of the *previous* row's squared average; neither it nor Adam has an eps
