@@ -66,12 +66,18 @@ def resnet(nfs: tuple[int, ...] = (8, 16, 32, 64, 128, 256), n_classes: int = 10
     return init_weights(nn.Sequential(*layers), leaky=0.1)
 
 
-def get_model(name: str) -> nn.Sequential:
+def get_model(name: str = "cnn", **course: object) -> nn.Sequential:
     """A model by name from MODELS: cnn (the lesson's), cnn-wide (4x the channels, ~0.4M), resnet (lesson 13,
     ~1.2M), resnet-small (~300k, pooled).
 
     Raises:
-        ValueError: an unknown name (the message lists MODELS)."""
+        ValueError: an unknown name (the message lists MODELS).
+        TypeError: the course's get_model(act, nfs, norm) keywords: the message says what to call instead."""
+    if course or not isinstance(name, str):
+        raise TypeError(
+            "lrlab's get_model(name) picks a registered model by name (" + ", ".join(MODELS) + "); for the "
+            "course's get_model(act, nfs, norm) build lesson_cnn(nfs=..., norm=...)"
+        )
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name]()

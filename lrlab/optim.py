@@ -42,13 +42,17 @@ def rmsprop_rule(p, g, s, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
     return p * (1 - lr * weight_decay) - lr * g / (s**0.5 + eps), s
 
 
-def adam_rule(p, g, m, s, step, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, bias_correction=True):
-    """Momentum over RMSprop, bias-corrected for the zero start (step counts from 1). Returns (p, m, s)."""
+def adam_rule(
+    p, g, m, s, step, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, bias_correction=True, eps_root=False
+):
+    """Momentum over RMSprop, bias-corrected for the zero start (step counts from 1). eps_root puts eps inside
+    the root, as the course's Adam does: sqrt(s_hat + eps) instead of sqrt(s_hat) + eps. Returns (p, m, s)."""
     m = beta1 * m + (1 - beta1) * g
     s = beta2 * s + (1 - beta2) * (g * g)
     bc1 = 1 - beta1**step if bias_correction else 1.0
     bc2 = 1 - beta2**step if bias_correction else 1.0
-    p = p * (1 - lr * weight_decay) - (lr / bc1) * m / (s**0.5 / bc2**0.5 + eps)
+    denom = (s / bc2 + eps) ** 0.5 if eps_root else s**0.5 / bc2**0.5 + eps
+    p = p * (1 - lr * weight_decay) - (lr / bc1) * m / denom
     return p, m, s
 
 
@@ -157,7 +161,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             if not st:
                 st["step"] = 0
                 for name in self.state_names:
-                    st[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st[name] = self.initial_state(name, p, group)
             st["step"] += 1
             params.append(p)
             grads.append(p.grad)
@@ -165,6 +169,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             for lst, name in zip(states, self.state_names):
                 lst.append(st[name])
         return params, grads, states, steps
+
+    def initial_state(self, name: str, p: torch.Tensor, group: dict) -> torch.Tensor:
+        """A parameter's state before its first step: zeros (subclasses may start elsewhere)."""
+        return torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def hypers(self, group: dict, step: int) -> dict:
         """The rule's keyword arguments for one group (subclasses map torch's names to the rule's)."""
@@ -298,10 +306,17 @@ class RMSProp(RuleOptimizer):
         alpha: float = 0.99,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        init_grad_sq: bool = False,
         impl: str = "foreach",
         compile: bool = False,
     ) -> None:
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay), impl, compile)
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, init_grad_sq=init_grad_sq)
+        super().__init__(params, defaults, impl, compile)
+
+    def initial_state(self, name: str, p: torch.Tensor, group: dict) -> torch.Tensor:
+        if group.get("init_grad_sq"):  # the course's RMSProp: the average starts at the first gradient squared
+            return (p.grad * p.grad).to(memory_format=torch.preserve_format)
+        return super().initial_state(name, p, group)
 
     def hypers(self, group, step) -> dict:
         return {**super().hypers(group, step), "alpha": group["alpha"], "eps": group["eps"]}
@@ -340,10 +355,12 @@ class Adam(RuleOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         bias_correction: bool = True,
+        eps_root: bool = False,
         impl: str = "foreach",
         compile: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, bias_correction=bias_correction)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,
+                        eps_root=eps_root)  # fmt: skip
         super().__init__(params, defaults, impl, compile)
 
     def hypers(self, group, steps) -> dict:
@@ -354,6 +371,7 @@ class Adam(RuleOptimizer):
             "beta2": beta2,
             "eps": group["eps"],
             "bias_correction": group["bias_correction"],
+            "eps_root": group.get("eps_root", False),
         }
 
     def rule_args(self, states, steps) -> list[list]:
@@ -366,6 +384,9 @@ class Adam(RuleOptimizer):
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
         _decay(params, lr, group["weight_decay"])
+        if group.get("eps_root"):  # the course's Adam: eps inside the root
+            self._eps_root_update(group, params, exp_avgs, exp_avg_sqs, steps)
+            return
         denom = torch._foreach_sqrt(exp_avg_sqs)
         if not group["bias_correction"]:  # the spreadsheet's Adam
             torch._foreach_add_(denom, eps)
@@ -380,6 +401,17 @@ class Adam(RuleOptimizer):
             torch._foreach_div_(denom, roots)
             torch._foreach_add_(denom, eps)
             torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / (1 - beta1**s) for s in steps])
+
+    @staticmethod
+    def _eps_root_update(group: dict, params: list, exp_avgs: list, exp_avg_sqs: list, steps: list) -> None:
+        """p -= lr * m_hat / sqrt(s_hat + eps), per bias-correction of each tensor's own step count."""
+        (beta1, beta2), lr, eps, corrected = group["betas"], group["lr"], group["eps"], group["bias_correction"]
+        bc1 = [1 - beta1**s if corrected else 1.0 for s in steps]
+        bc2 = [1 - beta2**s if corrected else 1.0 for s in steps]
+        denom = torch._foreach_div(exp_avg_sqs, bc2)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / b for b in bc1])
 
 
 OPTIMIZERS: dict[str, type[RuleOptimizer]] = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
@@ -400,6 +432,12 @@ LESSON_EPS = 1e-5  # the lesson's eps for adaptive optimizers
 LESSON_RECIPES: dict[str, dict[str, float]] = {
     "adam": {"eps": LESSON_EPS, "weight_decay": 1e-2},
     "rmsprop": {"eps": LESSON_EPS},
+}
+# The course's (miniai's) own rules, exactly: RMSProp's average starts at grad^2; Adam puts eps inside the
+# root, with beta2 0.99; both eps 1e-5. lrlab's defaults follow torch instead (compare them side by side).
+COURSE_RULES: dict[str, dict] = {
+    "rmsprop": {"alpha": 0.99, "eps": LESSON_EPS, "init_grad_sq": True},
+    "adam": {"betas": (0.9, 0.99), "eps": LESSON_EPS, "eps_root": True},
 }
 
 

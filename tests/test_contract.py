@@ -229,3 +229,57 @@ def test_progress_with_a_plot_saves_the_loss_after_each_epoch(tmp_path):
     Learner(tiny_model(), tiny_dls(), cbs=progress).fit(2)
     assert len(progress.losses) == 8 and all(loss > 0 for loss in progress.losses)
     assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_names_shared_with_the_course_say_what_they_expect():
+    from lrlab.models import get_model
+
+    with pytest.raises(TypeError, match=r"lesson_cnn\(nfs=\.\.\., norm=\.\.\.\)"):
+        get_model(act=nn.ReLU, nfs=(8, 16), norm=nn.BatchNorm2d)
+    with pytest.raises(TypeError, match="'gamma' .* lrlab calls it mult"):
+        LRFinderCB(gamma=1.3)
+    assert isinstance(get_model("cnn"), nn.Sequential)
+
+
+def course_rmsprop_step(p, g, state, lr, sqr_mom=0.99, eps=1e-5):
+    """miniai's RMSProp.opt_step, transcribed in float64."""
+    if "sqr_avg" not in state:
+        state["sqr_avg"] = g**2
+    state["sqr_avg"] = state["sqr_avg"] * sqr_mom + g**2 * (1 - sqr_mom)
+    return p - lr * g / (state["sqr_avg"].sqrt() + eps)
+
+
+def course_adam_step(p, g, state, lr, i, beta1=0.9, beta2=0.99, eps=1e-5):
+    """miniai's Adam.opt_step (i counts from 0), transcribed in float64."""
+    state.setdefault("avg", torch.zeros_like(g))
+    state.setdefault("sqr_avg", torch.zeros_like(g))
+    state["avg"] = beta1 * state["avg"] + (1 - beta1) * g
+    unbias_avg = state["avg"] / (1 - beta1 ** (i + 1))
+    state["sqr_avg"] = beta2 * state["sqr_avg"] + (1 - beta2) * g**2
+    unbias_sqr_avg = state["sqr_avg"] / (1 - beta2 ** (i + 1))
+    return p - lr * unbias_avg / (unbias_sqr_avg + eps).sqrt()
+
+
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_the_course_rules_exactly_as_an_option_side_by_side_with_torch_s(name, impl):
+    from lrlab.optim import COURSE_RULES, OPTIMIZERS
+
+    g_steps = [torch.randn(5, 3, generator=torch.Generator().manual_seed(i), dtype=torch.float64) for i in range(6)]
+    start = torch.randn(5, 3, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
+    course_p, state = start.clone(), {}
+    ours = start.clone().requires_grad_()
+    torch_default = start.clone().requires_grad_()
+    opt = OPTIMIZERS[name]([ours], lr=0.01, impl=impl, **COURSE_RULES[name])
+    plain = OPTIMIZERS[name]([torch_default], lr=0.01, impl=impl, eps=1e-5)
+    for i, g in enumerate(g_steps):
+        if name == "rmsprop":
+            course_p = course_rmsprop_step(course_p, g, state, 0.01)
+        else:
+            course_p = course_adam_step(course_p, g, state, 0.01, i)
+        for p, o in ((ours, opt), (torch_default, plain)):
+            p.grad = g.clone()
+            o.step()
+    assert torch.allclose(ours.detach(), course_p, rtol=0, atol=1e-12)
+    first_course = (start - ours.detach()).abs().max()  # the rules differ: lrlab's default moves differently
+    assert not torch.allclose(torch_default.detach(), course_p, atol=1e-6), first_course

@@ -44,6 +44,14 @@ class LRFinderCB(Callback):
         ValueError: bounds out of order, mult <= 1, or a ramp longer than MAX_STEPS batches."""
 
     order = 60
+    COURSE_KEYWORDS = {"lr_mult": "mult", "gamma": "mult", "max_mult": "stop_div"}
+
+    def __new__(cls, *args, **kwargs):
+        course = [k for k in kwargs if k in cls.COURSE_KEYWORDS]
+        if course:
+            k = course[0]
+            raise TypeError(f"LRFinderCB takes no {k!r} (the course's name): lrlab calls it {cls.COURSE_KEYWORDS[k]}")
+        return super().__new__(cls)
 
     def __init__(self, start_lr: float = 1e-7, max_lr: float = 10.0, mult: float = 1.3, stop_div: float = 3.0) -> None:
         finder_steps(start_lr, max_lr, mult)
