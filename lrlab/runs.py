@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 from pathlib import Path
 
 from lrlab.files import atomic_write
@@ -144,8 +143,3 @@ def finished_summary(folder: Path) -> dict | None:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-
-
-def remove_tree(folder: Path) -> None:
-    """Delete a folder this process created and never used (a refused run leaves nothing behind)."""
-    shutil.rmtree(folder, ignore_errors=True)

@@ -143,7 +143,7 @@ def test_sigterm_mid_epoch_then_resume_completes(data_dir, tmp_path):
             "--checkpoint-every", "5", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen([*args, "--run-dir", str(run)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a guard against a hang, generous for a busy machine
     while not (run / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()

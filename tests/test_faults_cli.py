@@ -43,7 +43,7 @@ def position(run: Path) -> tuple[int, str, int] | None:
 
 def stop_when(proc: subprocess.Popen, run: Path, reached, sig: int) -> tuple[int, str, int]:
     """Send `sig` once the run's last checkpoint satisfies `reached`; return where it stopped."""
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a guard against a hang, generous for a busy machine
     while time.monotonic() < deadline and proc.poll() is None:
         here = position(run)
         if here is not None and reached(here):
