@@ -61,7 +61,21 @@ def adam_rule(
 MAX_LR = 1e10  # far above any useful lr, and low enough that lr / bias-correction stays a finite float32
 
 
+def as_number(value: Any) -> Any:
+    """A one-element tensor hyperparameter (torch allows a tensor lr and betas) as a Python number."""
+    return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+
+
+def plain_hypers(group: dict) -> dict:
+    """A param group with tensor hyperparameters read as Python numbers: what the update paths compute with."""
+    out = {k: as_number(v) for k, v in group.items() if k != "params"}
+    if "betas" in out:
+        out["betas"] = tuple(as_number(b) for b in out["betas"])
+    return out
+
+
 def _check(name: str, value: Any, low: float, high: float | None = None, high_open: bool = True) -> None:
+    value = as_number(value)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
     ok = ok and value >= low and (high is None or (value < high if high_open else value <= high))
     if not ok:
@@ -188,10 +202,11 @@ class RuleOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            params, grads, states, steps = self._gather(group)
+        for full_group in self.param_groups:
+            params, grads, states, steps = self._gather(full_group)
             if not params:
                 continue
+            group = plain_hypers(full_group)
             if self.impl == "foreach":
                 self.foreach_update(group, params, grads, states, steps)
             elif self.impl == "compiled":
@@ -453,7 +468,7 @@ def lesson_opt_func(name: str = "adam", **overrides: Any) -> Callable[..., torch
 
 def group_momentum(group: dict) -> float:
     """A param group's momentum: beta1 for Adam-like optimizers, else `momentum` (0 when there is none)."""
-    return group["betas"][0] if "betas" in group else group.get("momentum", 0.0)
+    return as_number(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
 
 
 def check_lr(lr: float) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.optim import lr_scheduler
 
-from lrlab.optim import group_momentum
+from lrlab.optim import as_number, group_momentum
 
 SchedFunc = Callable[..., object]
 
@@ -135,7 +135,7 @@ def sched_lrs(
     with warnings.catch_warnings():  # the copy's optimizer.step is not torch's wrapped one: its warning is moot
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(steps):
-            rec["lr"].append(group["lr"])
+            rec["lr"].append(as_number(group["lr"]))
             rec["mom"].append(group_momentum(group))
             opt.step()
             sched.step()

@@ -56,8 +56,9 @@ def drive(opt, sched, steps=20):
         else:
             sched.step()
         pg = opt.param_groups[0]
-        lrs.append(pg["lr"])
-        moms.append(pg["betas"][0] if "betas" in pg else pg.get("momentum"))
+        lrs.append(float(pg["lr"]))  # a tensor lr is changed in place: record its value
+        mom = pg["betas"][0] if "betas" in pg else pg.get("momentum")
+        moms.append(None if mom is None else float(mom))
     return lrs, moms
 
 
@@ -82,3 +83,34 @@ def test_one_cycle_cycles_adam_beta1_opposite_to_lr():
     peak = lrs.index(max(lrs))
     assert moms[peak] == pytest.approx(0.85, abs=1e-3)
     assert moms[0] > 0.94 and moms[-1] > 0.94
+
+
+TORCH_TWIN_FOR_TENSOR_LR = {  # torch's single-tensor paths take a tensor lr
+    "sgd": lambda ps, lr: torch.optim.SGD(ps, lr=lr, foreach=False),
+    "momentum": lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=0.9, foreach=False),
+    "rmsprop": lambda ps, lr: torch.optim.RMSprop(ps, lr=lr, foreach=False),
+    "adam": lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False),
+}
+
+
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("sched_name", ["OneCycleLR", "CosineAnnealingLR", "CyclicLR", "ReduceLROnPlateau"])
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+def test_a_tensor_lr_is_taken_as_torch_takes_it(opt_name, sched_name, impl):
+    """torch lets a param group's lr be a tensor (its own lr_scheduler tests do); lrlab's optimizers too."""
+    ours_p, theirs_p = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    ours = OPTIMIZERS[opt_name]([ours_p], lr=torch.tensor(1e-2), impl=impl)
+    theirs = TORCH_TWIN_FOR_TENSOR_LR[opt_name]([theirs_p], torch.tensor(1e-2))
+    our_lrs, _ = drive(ours, MAKERS[sched_name](ours))
+    their_lrs, _ = drive(theirs, MAKERS[sched_name](theirs))
+    assert our_lrs == pytest.approx(their_lrs)
+    assert isinstance(ours.param_groups[0]["lr"], torch.Tensor)  # left a tensor, as torch leaves it
+    # the same weights where the rules coincide (lrlab's momentum is the lesson's damped one; torch's SGD gets
+    # momentum 0.85-0.95 from cycling schedulers, which lrlab's SGD, having none, refuses to invent)
+    if opt_name == "adam" or (opt_name == "sgd" and sched_name not in ("OneCycleLR", "CyclicLR")):
+        assert torch.allclose(ours_p, theirs_p, atol=1e-6)
+    plain = OPTIMIZERS[opt_name]([torch.zeros(3, requires_grad=True)], lr=1e-2, impl=impl)
+    plain_lrs, _ = drive(plain, MAKERS[sched_name](plain))
+    assert our_lrs == pytest.approx(plain_lrs)
+    # a tensor lr computes what a float lr does (up to the float32 rounding of the lr tensor itself)
+    assert torch.allclose(ours_p, plain.param_groups[0]["params"][0], rtol=1e-5, atol=1e-7)

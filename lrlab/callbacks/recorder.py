@@ -6,14 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lrlab.learner import EVENTS, STEPS, Callback, Learner
-from lrlab.optim import group_momentum
+from lrlab.optim import as_number, group_momentum
 
 Recordable = Callable[[Learner], float]
 
 
 def lr_of(group: int = 0) -> Recordable:
     """The learning rate of one parameter group."""
-    return lambda learn: learn.opt.param_groups[group]["lr"]
+    return lambda learn: as_number(learn.opt.param_groups[group]["lr"])
 
 
 def mom_of(group: int = 0) -> Recordable:
