@@ -182,10 +182,23 @@ def locate(
 
 @dataclass
 class Dataset:
-    """Images as one uint8 tensor (N, 1, 28, 28) and labels as int64 (N,)."""
+    """Inputs as one tensor whose first dimension is the examples, and targets as another of the same length:
+    Fashion-MNIST's uint8 images (N, 1, 28, 28) and int64 labels, or any tensors (float features, token ids,
+    regression targets).
+
+    Raises:
+        ValueError: inputs and targets of different lengths, or not tensors."""
 
     images: torch.Tensor
     labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or not isinstance(self.labels, torch.Tensor):
+            raise ValueError(
+                f"a Dataset holds two tensors, got {type(self.images).__name__}, {type(self.labels).__name__}"
+            )
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} inputs but {len(self.labels)} targets: they must pair up one to one")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -214,20 +227,25 @@ class DataLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
-        mean: float = MEAN,
-        std: float = STD,
+        mean: float | None = None,
+        std: float | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if len(ds) == 0:
             raise ValueError("the dataset is empty: a loader needs at least one example")
-        if ds.images.dtype != torch.uint8:
-            raise ValueError(f"images must be uint8 (0..255), got {ds.images.dtype}")
+        if (mean is None) != (std is None) or (std is not None and not std > 0):
+            raise ValueError(f"give mean and std together, std > 0 (or neither), got mean={mean!r}, std={std!r}")
         self.ds, self.batch_size, self.shuffle, self.drop_last = ds, batch_size, shuffle, drop_last
         self.seed, self.epoch, self.skip = seed, 0, 0
         self.rank, self.world = 0, 1
-        self.scale, self.shift = 1 / (255 * std), mean / std
+        self.pixels = ds.images.dtype == torch.uint8  # 0..255 pixels: scaled to [0, 1] first
+        if self.pixels and mean is None:
+            mean, std = MEAN, STD  # Fashion-MNIST's
+        self.mean, self.std = mean, std
+        if self.pixels:
+            self.scale, self.shift = 1 / (255 * std), mean / std
         self.device = torch.device(device)
 
     def shard(self, rank: int, world: int) -> None:
@@ -261,8 +279,11 @@ class DataLoader:
         return torch.randperm(len(self.ds), generator=g)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels to standardized floats."""
-        return x.float().mul_(self.scale).sub_(self.shift)
+        """uint8 pixels to standardized floats; other inputs standardized by mean and std when given, else
+        passed as they are (token ids, features already scaled)."""
+        if self.pixels:
+            return x.float().mul_(self.scale).sub_(self.shift)
+        return x if self.mean is None else (x - self.mean) / self.std
 
     def state_dict(self) -> dict:
         """Where the loader stands: its seed, how many epochs it has started, batches to skip next time."""
@@ -286,10 +307,34 @@ class DataLoader:
 
 @dataclass
 class DataLoaders:
-    """The train and valid loaders of one experiment."""
+    """The train and valid loaders of one experiment (lrlab's DataLoader, or anything iterable with a len)."""
 
     train: DataLoader
     valid: DataLoader
+
+    @classmethod
+    def from_tensors(
+        cls,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_valid: torch.Tensor,
+        y_valid: torch.Tensor,
+        batch_size: int = 64,
+        seed: int = 0,
+        mean: float | None = None,
+        std: float | None = None,
+        device: torch.device | str = "cpu",
+    ) -> DataLoaders:
+        """Loaders over in-memory tensors of any shape and dtype: the training set shuffled (seeded, resumable
+        mid-epoch like Fashion-MNIST's), the validation set in order at twice the batch size; inputs
+        standardized by mean and std when given (uint8 pixels always scaled).
+
+        Raises:
+            ValueError: inputs and targets of different lengths, an empty set, or a bad batch size."""
+        train = DataLoader(Dataset(x_train, y_train), batch_size, shuffle=True, seed=seed, mean=mean, std=std,
+                           device=device)  # fmt: skip
+        valid = DataLoader(Dataset(x_valid, y_valid), batch_size * 2, mean=mean, std=std, device=device)
+        return cls(train, valid)
 
 
 def get_dls(

@@ -60,8 +60,12 @@ def test_loader_rejects_bad_input():
         DataLoader(ds, 0)
     with pytest.raises(ValueError, match="empty"):
         DataLoader(ds.subset(0), 2)
-    with pytest.raises(ValueError, match="uint8"):
-        DataLoader(Dataset(ds.images.float(), ds.labels), 2)
+    with pytest.raises(ValueError, match="4 inputs but 3 targets"):
+        Dataset(ds.images.float(), ds.labels[:3])
+    with pytest.raises(ValueError, match="std > 0"):
+        DataLoader(Dataset(ds.images.float(), ds.labels), 2, mean=0.0, std=0.0)
+    floats = DataLoader(Dataset(ds.images.float() + 7, ds.labels), 2)  # any data: floats pass as they are
+    assert float(next(iter(floats))[0].mean()) == 7.0
 
 
 def test_get_dls_subsets(data_dir):
@@ -169,3 +173,48 @@ def test_a_missing_file_is_named_and_decompressed_files_are_read(data_dir, tmp_p
     train, test = load_fashion_mnist(tmp_path, download_ok=False)
     reference, _ = load_fashion_mnist(data_dir, download_ok=False)
     assert torch.equal(train.labels, reference.labels) and len(test) == 10_000
+
+
+def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three Gaussian blobs in 5 float features: a small non-image classification set."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centers = torch.tensor([[2.0, 0, 0, 1, 0], [0, 2.0, 0, 0, 1], [0, 0, 2.0, 1, 1]])
+    return centers[y] * 10 + 3 + torch.randn(n, 5, generator=g), y
+
+
+def test_loaders_from_tensors_train_and_resume_any_data(tmp_path):
+    from lrlab.callbacks import CheckpointCB, MetricsCB, TrainingInterrupted
+    from lrlab.data import DataLoaders
+    from lrlab.learner import Callback, Learner
+
+    (xt, yt), (xv, yv) = blobs(640, 0), blobs(200, 1)
+    dls = DataLoaders.from_tensors(xt, yt, xv, yv, batch_size=32, mean=float(xt.mean()), std=float(xt.std()))
+    xb, yb = next(iter(dls.train))
+    assert xb.dtype == torch.float32 and abs(float(xb.mean())) < 0.5 and yb.dtype == torch.int64
+    dls.train.epoch = 0
+    plain = DataLoaders.from_tensors(xt, yt, xv, yv, batch_size=32)
+    assert torch.equal(next(iter(plain.valid))[0], xv[:64])  # no mean/std: floats passed as they are
+
+    def learner(folder, cbs=()):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        fresh = DataLoaders.from_tensors(xt, yt, xv, yv, batch_size=32, mean=float(xt.mean()), std=float(xt.std()))
+        return Learner(model, fresh, lr=0.01, cbs=[MetricsCB(), CheckpointCB(folder), *cbs])
+
+    full = learner(tmp_path / "full").fit(3)
+    assert full.cb(MetricsCB).history[-1]["valid_acc"] > 0.9
+
+    class StopAt(Callback):
+        def after_batch(self, learn):
+            if learn.training and (learn.epoch, learn.iter) == (1, 7):
+                learn.cb(CheckpointCB).stop_signal = 15
+
+    with pytest.raises(TrainingInterrupted):
+        learner(tmp_path / "run", [StopAt()]).fit(3)
+    resumed = learner(tmp_path / "run").fit(3, resume=tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), resumed.model.parameters()))
+    with pytest.raises(ValueError, match="640 inputs but 5 targets"):
+        DataLoaders.from_tensors(xt, yt[:5], xv, yv)
+    with pytest.raises(ValueError, match="give mean and std together"):
+        DataLoaders.from_tensors(xt, yt, xv, yv, mean=0.0)
