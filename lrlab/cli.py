@@ -60,7 +60,7 @@ def cmd_sched_plot(args: argparse.Namespace) -> int:
 
     make_sched, _ = sched_func(args.name, args.lr, **key_values(args.opt))
     out = Path(args.out or f"{args.name}.png")
-    out = image_path(out / f"{args.name}.png" if out.is_dir() else out)
+    out = image_path(out, f"{args.name}.png")
     rec = sched_lrs(make_sched, args.steps, lr=args.lr)
     plot_sched(make_sched, args.steps, out, lr=args.lr)
     lrs = rec["lr"]
@@ -86,7 +86,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     dls = get_dls(args.bs, data_dir=args.data_dir, seed=args.seed, n_train=args.n_train)
     learn = Learner(lesson_cnn(), dls, lr=1e-3, opt_func=lesson_opt_func(args.opt))
     result = lr_find(learn, start_lr=args.start_lr, max_lr=args.max_lr)
-    out = image_path(Path(args.out) / "lr_find.png" if Path(args.out).is_dir() else args.out)
+    out = image_path(args.out, "lr_find.png")
     result.plot(out)
     print(f"{len(result.lrs)} batches, lr {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}")
     found = f"steepest descent at lr {result.steepest:.3g}; valley at {result.valley:.3g}"
@@ -161,8 +161,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import json
     import signal
 
-    from lrlab.compare import PRESETS, get_configs, run_grid, write_report, write_text
+    from lrlab.compare import PRESETS, get_configs, run_grid, write_report
     from lrlab.data import get_dls
+    from lrlab.files import atomic_write_text
     from lrlab.models import lesson_cnn
 
     names = args.configs.split(",") if args.configs else PRESETS[args.preset]
@@ -183,7 +184,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     partial = Path(args.out) / "report-results.json"  # rewritten after every run: even SIGKILL keeps them
 
     def save(done: list[dict]) -> None:
-        write_text(partial, json.dumps(done, indent=1, default=float))
+        atomic_write_text(partial, json.dumps(done, indent=1, default=float))
 
     def stop(signum, frame):
         raise KeyboardInterrupt

@@ -22,7 +22,7 @@ from lrlab.callbacks.lr_finder import lr_find
 from lrlab.callbacks.lrfree import ScheduleFreeCB, lrfree_opt_func
 from lrlab.callbacks.recorder import RecorderCB, lr_of
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
-from lrlab.files import atomic_write
+from lrlab.files import atomic_write_text
 from lrlab.learner import Callback, Learner
 from lrlab.optim import lesson_opt_func
 
@@ -245,11 +245,6 @@ def plot_report(results: Sequence[dict], out: Path, stem: str = "report") -> lis
     return paths
 
 
-def write_text(path: Path, text: str) -> Path:
-    """A report file written atomically: an interrupted write keeps the previous report."""
-    return atomic_write(path, lambda f: f.write(text.encode()))
-
-
 def write_report(results: Sequence[dict], out: str | Path, title: str, notes: str = "", stem: str = "report") -> Path:
     """STEM.md, a self-contained STEM.html (images inlined) and STEM-results.json, with the plots."""
     out = Path(out)
@@ -258,7 +253,7 @@ def write_report(results: Sequence[dict], out: str | Path, title: str, notes: st
     table = table_markdown(rows)
     plots = plot_report(results, out, stem)
     md = [f"# {title}", "", notes, "", table, ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    write_text(out / f"{stem}.md", "\n".join(md) + "\n")
+    atomic_write_text(out / f"{stem}.md", "\n".join(md) + "\n")
     html_rows = "".join(
         "<tr>" + "".join(f"<td>{c.strip()}</td>" for c in line.strip("|").split("|")) + "</tr>"
         for line in table.splitlines()[2:]
@@ -274,6 +269,6 @@ def write_report(results: Sequence[dict], out: str | Path, title: str, notes: st
         "td,th{border:1px solid #ccc;padding:4px 8px}</style></head>"
         f"<body><h1>{title}</h1><p>{notes}</p><table><tr>{head}</tr>{html_rows}</table>{imgs}</body></html>"
     )
-    write_text(out / f"{stem}.html", html)
-    write_text(out / f"{stem}-results.json", json.dumps(list(results), indent=1, default=float))
+    atomic_write_text(out / f"{stem}.html", html)
+    atomic_write_text(out / f"{stem}-results.json", json.dumps(list(results), indent=1, default=float))
     return out / f"{stem}.md"

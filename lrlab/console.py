@@ -9,37 +9,32 @@ import sys
 from collections.abc import Callable, Sequence
 
 
+def _number(text: str, kind: type, ok: Callable[[float], bool], allowed: str) -> float:
+    """Parse an option value as `kind` and check it, or raise argparse's error naming the value."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+    return _number(text, float, lambda v: 0 < v < float("inf"), "a finite number > 0")
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 1, ">= 1")
 
 
 def unit_interval(text: str) -> float:
     """argparse type: a number in [0, 1) (label smoothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+    return _number(text, float, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def bounded_int(most: int) -> Callable[[str], int]:

@@ -73,11 +73,16 @@ def decompress_verified(name: str, payload: bytes, where: str) -> bytes:
             f"{where} is corrupt or truncated ({e}); delete it and let lrlab download it again, "
             f"or copy a good file there"
         ) from e
+    return content_verified(name, raw, where, "delete it and let lrlab download it again")
+
+
+def content_verified(name: str, raw: bytes, where: str, remedy: str) -> bytes:
+    """Check decompressed IDX content against the published checksum of the file `name`."""
     digest = hashlib.sha256(raw).hexdigest()
     if digest != CONTENT_SHA256[name]:
         raise DataError(
-            f"{where} has the wrong content (sha256 {digest[:12]}..., expected "
-            f"{CONTENT_SHA256[name][:12]}...); delete it and let lrlab download it again"
+            f"{where} has the wrong content (sha256 {digest[:12]}..., expected {CONTENT_SHA256[name][:12]}...); "
+            f"{remedy}"
         )
     return raw
 
@@ -87,14 +92,7 @@ def read_verified(path: Path) -> bytes:
     if path.is_file():
         return decompress_verified(path.name, path.read_bytes(), str(path))
     plain = path.with_suffix("")
-    raw = plain.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != CONTENT_SHA256[path.name]:
-        raise DataError(
-            f"{plain} has the wrong content (sha256 {digest[:12]}..., expected {CONTENT_SHA256[path.name][:12]}...); "
-            f"replace it with the published file"
-        )
-    return raw
+    return content_verified(path.name, plain.read_bytes(), str(plain), "replace it with the published file")
 
 
 def present(d: Path, name: str) -> bool:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+_TEMP_PREFIX, _TEMP_SUFFIX = ".{name}.", ".tmp"
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call write(f) on a temporary file beside `path`, fsync it, then rename it over `path`: a crash, a full
@@ -15,7 +17,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     open() would give (the replaced file's, or the umask's), not the temporary file's private ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX.format(name=path.name), suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -37,3 +39,15 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """atomic_write for text (UTF-8)."""
+    data = text.encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """The temporary files an interrupted atomic_write of `path` left behind (a SIGKILL skips the cleanup)."""
+    path = Path(path)
+    return sorted(path.parent.glob(_TEMP_PREFIX.format(name=path.name) + "*" + _TEMP_SUFFIX))

@@ -107,7 +107,7 @@ class Learner:
             if len(owners) > 1:
                 raise ValueError(
                     f"the training step {name!r} is defined by {' and '.join(type(o).__name__ for o in owners)}: "
-                    f"keep one of them (e.g. MixedPrecisionCB replaces TrainCB's backward and step)"
+                    f"keep one of them"
                 )
             if owners and owners[0] is self:
                 method = getattr(self, name)

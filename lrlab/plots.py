@@ -10,9 +10,12 @@ import matplotlib.pyplot as plt
 from lrlab.files import atomic_write
 
 
-def image_path(path: str | Path) -> Path:
-    """Where a picture asked for at `path` lands: a name without a suffix gets .png (as matplotlib would)."""
+def image_path(path: str | Path, name_in_folder: str = "plot.png") -> Path:
+    """Where a picture asked for at `path` lands: `name_in_folder` inside an existing folder; a name without a
+    suffix gets .png (as matplotlib would)."""
     path = Path(path)
+    if path.is_dir():
+        path = path / name_in_folder
     return path if path.suffix else path.with_name(path.name + ".png")
 
 

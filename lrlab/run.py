@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from lrlab.files import atomic_write
+from lrlab.files import atomic_write_text
 
 ROW = "{epoch:>5}  {train_loss:>10}  {valid_loss:>10}  {valid_acc:>9}  {seconds:>7}"
 
@@ -78,6 +78,11 @@ def speed_callbacks(args: argparse.Namespace) -> list:
 
 
 NOT_SAVED = ("func", "given", "overwrite", "resume")  # how this process was started, not what the run is
+
+
+def saved_options(args: argparse.Namespace) -> dict:
+    """The options a run folder records (config.json, and metrics.json's config)."""
+    return {k: v for k, v in vars(args).items() if k not in NOT_SAVED}
 
 
 def fit_command(args: argparse.Namespace) -> int:
@@ -191,7 +196,7 @@ def open_run_dir(args: argparse.Namespace):
             run_dir = new_run_dir(args.out, time.strftime(f"fit-%Y%m%d-%H%M%S-{args.opt}-{args.sched}"))
         lock = RunLock(run_dir)
         try:
-            claim(run_dir, {k: v for k, v in vars(args).items() if k not in NOT_SAVED}, args.overwrite)
+            claim(run_dir, saved_options(args), args.overwrite)
         except BaseException:
             lock.release()
             raise
@@ -237,7 +242,7 @@ def train(args: argparse.Namespace, run_dir: Path) -> int:
         from lrlab.distributed import rank
 
         digest = params_digest(learn.model)
-        atomic_write(run_dir / f"rank{rank()}.sha256", lambda f: f.write((digest + "\n").encode()))
+        atomic_write_text(run_dir / f"rank{rank()}.sha256", digest + "\n")
     if is_main():
         write_results(args, run_dir, parts, wall)
     return 0
@@ -324,7 +329,7 @@ def write_results(args: argparse.Namespace, run_dir: Path, parts: dict, wall: fl
     metrics, recorder = parts["metrics"], parts["recorder"]
     final = metrics.history[-1]
     summary = {
-        "config": {k: v for k, v in vars(args).items() if k not in NOT_SAVED},
+        "config": saved_options(args),
         "history": metrics.history,
         "test_accuracy": final.get("valid_acc"),
         "test_loss": final.get("valid_loss"),

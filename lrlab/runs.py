@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from lrlab.files import atomic_write
+from lrlab.files import atomic_write_text
 
 # What a run writes; --overwrite removes exactly these (and the ranks' digests), nothing else of the user's.
 RUN_FILES = (
@@ -100,8 +100,7 @@ def claim(folder: Path, config: dict, overwrite: bool = False) -> None:
 
 def write_json(path: Path, obj: object) -> Path:
     """JSON written atomically: a crash leaves the previous file or the new one, never half of one."""
-    text = json.dumps(obj, indent=2)
-    return atomic_write(path, lambda f: f.write(text.encode()))
+    return atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def saved_config(folder: Path) -> dict:

@@ -114,8 +114,6 @@ def sched_lrs(
         ValueError: steps < 1, more steps than a OneCycleLR has, or ReduceLROnPlateau (it follows a metric)."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(make_sched, lr_scheduler.ReduceLROnPlateau):
-        raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
     if isinstance(make_sched, lr_scheduler.LRScheduler):
         sched = simulated_copy(make_sched)
         opt = sched.optimizer

@@ -10,6 +10,7 @@ from pathlib import Path
 from lrlab import checkpoint
 from lrlab.callbacks.core import last_metric
 from lrlab.distributed import all_sum, gather_objects, is_distributed, is_main
+from lrlab.files import stale_temporaries
 from lrlab.learner import Callback, Learner
 
 
@@ -28,7 +29,8 @@ class Diverged(Exception):
 class CheckpointCB(Callback):
     """Write last.pt after every epoch (and every k training batches), best.pt by a metric; atomic writes.
 
-    SIGINT and SIGTERM during fit finish the current batch, write a checkpoint and raise TrainingInterrupted.
+    SIGINT and SIGTERM during fit finish the current batch, write a checkpoint and raise TrainingInterrupted
+    (across processes: within AGREE_EVERY batches, all ranks after the same one).
     A checkpoint records where to continue: (epoch, "train", batches done) or (epoch, "valid", 0), counted from
     the epoch's start however many times the run was resumed. best.pt is written before last.pt, so a crash
     between the two can only leave an older last.pt, whose resume redoes the epoch and rewrites best.pt.
@@ -46,7 +48,7 @@ class CheckpointCB(Callback):
     run_in_lr_find = False  # it follows or steers the real run
 
     order = 100  # after metrics, schedulers and the recorder have seen the batch/epoch
-    TEMP_GLOBS = (".last.pt.*.tmp", ".best.pt.*.tmp")
+    AGREE_EVERY = 8  # training batches between the ranks' agreement on a stop, in a distributed run
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class CheckpointCB(Callback):
         self.saved: list[tuple[int, str, int]] = []
         self.stop_signal: int | None = None
         self.previous: dict = {}  # signal handlers to put back; empty until before_fit installs ours
+        self.distributed = False
 
     @property
     def last_path(self) -> Path:
@@ -93,10 +96,10 @@ class CheckpointCB(Callback):
 
     def before_fit(self, learn: Learner) -> None:
         self.stop_signal, self.previous = None, {}
+        self.distributed = is_distributed()  # once per fit, not per batch
         if is_main():  # temporary files a killed process left behind
-            for pattern in self.TEMP_GLOBS:
-                for stale in self.folder.glob(pattern):
-                    stale.unlink(missing_ok=True)
+            for stale in stale_temporaries(self.last_path) + stale_temporaries(self.best_path):
+                stale.unlink(missing_ok=True)
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._on_signal)
@@ -110,15 +113,18 @@ class CheckpointCB(Callback):
     def _agreed_stop(self) -> int | None:
         """The signal to stop on; across processes, any rank's signal stops every rank after the same batch
         (otherwise one would leave and the others wait for it in the next all-reduce)."""
-        if not is_distributed():
+        if not self.distributed:
             return self.stop_signal
         signals = all_sum([float(self.stop_signal or 0)])
         return int(signals[0]) and (self.stop_signal or signal.SIGTERM)
 
     def after_batch(self, learn: Learner) -> None:
-        if not learn.training and is_distributed():
-            return  # ranks may hold different numbers of validation batches: they stop together at its end
-        stop = self._agreed_stop()
+        if self.distributed and (not learn.training or (learn.iter + 1) % self.AGREE_EVERY):
+            # ranks agree on a stop every AGREE_EVERY training batches (an all-reduce each batch would add a
+            # device sync to the loop) and at each epoch's end; validation may differ in length between ranks
+            stop = None
+        else:
+            stop = self._agreed_stop()
         if stop:
             if learn.training:
                 path = self.save(learn, learn.epoch, learn.iter + 1)

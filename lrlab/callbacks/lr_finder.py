@@ -191,8 +191,8 @@ def lr_find(
             learn.opt = learn.opt_func(learn.model.parameters(), learn.lr)
         learn.fit(n_epochs, valid=False, cbs=[finder])
     finally:
-        learn.cbs = all_cbs
-        learn.add_cbs([])
+        learn.cbs = all_cbs  # the same list, in the same order (ties in `order` keep theirs)
+        learn.add_cbs([])  # re-resolve the event handlers for it
         learn.model.load_state_dict(saved_model)
         if had_opt:
             learn.opt.load_state_dict(saved_opt)
