@@ -105,6 +105,11 @@ def rank_state(learn) -> dict:
     return state
 
 
+def resumable(loader) -> bool:
+    """Whether a loader can save where it stands and restart mid-epoch (lrlab's loaders can, torch's cannot)."""
+    return hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict")
+
+
 def capture(learn, epoch: int, batch: int, phase: str = "train", ranks: list[dict] | None = None) -> dict:
     """Everything needed to continue at (epoch, phase, batch): model, optimizer, callbacks, loaders, RNGs.
 
@@ -115,6 +120,12 @@ def capture(learn, epoch: int, batch: int, phase: str = "train", ranks: list[dic
 
     if phase not in PHASES or (phase == "valid" and batch):
         raise ValueError(f"a checkpoint position is (epoch, 'train', batch) or (epoch, 'valid', 0), got {phase!r}")
+    if phase == "train" and batch and not resumable(learn.dls.train):
+        raise ValueError(
+            f"a {type(learn.dls.train).__name__} cannot restart in the middle of an epoch, so no checkpoint can "
+            f"be taken at batch {batch}: serve its dataset with TorchLoader (DataLoaders.from_datasets) or "
+            f"checkpoint at epoch ends"
+        )
     own = ranks[0] if ranks else rank_state(learn)
     loaders = {}
     for name in ("train", "valid"):

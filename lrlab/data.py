@@ -1,4 +1,4 @@
-"""Fashion-MNIST from disk or the canonical upstream, kept in memory as uint8, batched by slicing."""
+"""Fashion-MNIST from disk or the canonical upstream, verified, kept in memory as uint8 (loaders: lrlab.loaders)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import hashlib
 import os
 import struct
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from lrlab.files import atomic_write
+from lrlab.loaders import MEAN, STD, DataLoader, DataLoaders, Dataset
+
+__all__ = ["MEAN", "STD", "DataLoader", "DataLoaders", "Dataset"]  # re-exported: the loaders once lived here
 
 UPSTREAM_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FILES = {
@@ -29,7 +31,6 @@ CONTENT_SHA256 = {
     "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
     "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
 }
-MEAN, STD = 0.2860, 0.3530
 CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -178,34 +179,6 @@ def locate(
     return cache_dir()
 
 
-@dataclass
-class Dataset:
-    """Inputs as one tensor whose first dimension is the examples, and targets as another of the same length:
-    Fashion-MNIST's uint8 images (N, 1, 28, 28) and int64 labels, or any tensors (float features, token ids,
-    regression targets).
-
-    Raises:
-        ValueError: inputs and targets of different lengths, or not tensors."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.images, torch.Tensor) or not isinstance(self.labels, torch.Tensor):
-            raise ValueError(
-                f"a Dataset holds two tensors, got {type(self.images).__name__}, {type(self.labels).__name__}"
-            )
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} inputs but {len(self.labels)} targets: they must pair up one to one")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, n: int) -> Dataset:
-        """The first n examples: quick experiments and tests."""
-        return Dataset(self.images[:n], self.labels[:n])
-
-
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None, download_ok: bool = True) -> tuple[Dataset, Dataset]:
     """Train (60k) and test (10k) sets, verified."""
     d = locate(data_dir, download_ok)
@@ -213,126 +186,6 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, download_ok: b
     train = Dataset(parts["train_images"].unsqueeze(1), parts["train_labels"].long())
     test = Dataset(parts["test_images"].unsqueeze(1), parts["test_labels"].long())
     return train, test
-
-
-class DataLoader:
-    """Batches by index slicing from an in-memory dataset; normalizes on the fly, no per-item work."""
-
-    def __init__(
-        self,
-        ds: Dataset,
-        batch_size: int = 256,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        mean: float | None = None,
-        std: float | None = None,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if len(ds) == 0:
-            raise ValueError("the dataset is empty: a loader needs at least one example")
-        if (mean is None) != (std is None) or (std is not None and not std > 0):
-            raise ValueError(f"give mean and std together, std > 0 (or neither), got mean={mean!r}, std={std!r}")
-        self.ds, self.batch_size, self.shuffle, self.drop_last = ds, batch_size, shuffle, drop_last
-        self.seed, self.epoch, self.skip = seed, 0, 0
-        self.rank, self.world = 0, 1
-        self.pixels = ds.images.dtype == torch.uint8  # 0..255 pixels: scaled to [0, 1] first
-        if self.pixels and mean is None:
-            mean, std = MEAN, STD  # Fashion-MNIST's
-        self.mean, self.std = mean, std
-        if self.pixels:
-            self.scale, self.shift = 1 / (255 * std), mean / std
-        self.device = torch.device(device)
-
-    def shard(self, rank: int, world: int) -> None:
-        """Serve only this rank's share: shuffled loaders cut each epoch to steps x global batch and take
-        perm[rank::world] (every rank the same number of steps, or DDP hangs); others take rank::world."""
-        if world > 1 and self.shuffle and len(self.ds) < self.batch_size * world:
-            raise ValueError(f"{len(self.ds)} examples cannot fill one global batch of {self.batch_size} x {world}")
-        self.rank, self.world = rank, world
-
-    def _indices(self) -> torch.Tensor | None:
-        """This epoch's example indices for this rank (None: all, in order)."""
-        perm = self.order()
-        if self.world == 1:
-            return perm
-        if perm is None:
-            return torch.arange(self.rank, len(self.ds), self.world)
-        steps = len(self.ds) // (self.batch_size * self.world)
-        return perm[: steps * self.batch_size * self.world][self.rank :: self.world]
-
-    def __len__(self) -> int:
-        if self.world > 1 and self.shuffle:
-            return len(self.ds) // (self.batch_size * self.world)
-        n = len(range(self.rank, len(self.ds), self.world))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def order(self) -> torch.Tensor | None:
-        """This epoch's permutation: seeded by (seed, epoch), so a run is reproducible and resumable."""
-        if not self.shuffle:
-            return None
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(len(self.ds), generator=g)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels to standardized floats; other inputs standardized by mean and std when given, else
-        passed as they are (token ids, features already scaled)."""
-        if self.pixels:
-            return x.float().mul_(self.scale).sub_(self.shift)
-        return x if self.mean is None else (x - self.mean) / self.std
-
-    def state_dict(self) -> dict:
-        """Where the loader stands: its seed, how many epochs it has started, batches to skip next time."""
-        return {"seed": self.seed, "epoch": self.epoch, "skip": self.skip}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.seed, self.epoch, self.skip = state["seed"], state["epoch"], state.get("skip", 0)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm, images, labels, bs = self._indices(), self.ds.images, self.ds.labels, self.batch_size
-        self.epoch += 1
-        start, self.skip = self.skip, 0  # a resumed epoch continues where it stopped
-        for i in range(start, len(self)):
-            if perm is None:
-                xb, yb = images[i * bs : (i + 1) * bs], labels[i * bs : (i + 1) * bs]
-            else:
-                idx = perm[i * bs : (i + 1) * bs]
-                xb, yb = images[idx], labels[idx]
-            yield self.normalize(xb.to(self.device)), yb.to(self.device)
-
-
-@dataclass
-class DataLoaders:
-    """The train and valid loaders of one experiment (lrlab's DataLoader, or anything iterable with a len)."""
-
-    train: DataLoader
-    valid: DataLoader
-
-    @classmethod
-    def from_tensors(
-        cls,
-        x_train: torch.Tensor,
-        y_train: torch.Tensor,
-        x_valid: torch.Tensor,
-        y_valid: torch.Tensor,
-        batch_size: int = 64,
-        seed: int = 0,
-        mean: float | None = None,
-        std: float | None = None,
-        device: torch.device | str = "cpu",
-    ) -> DataLoaders:
-        """Loaders over in-memory tensors of any shape and dtype: the training set shuffled (seeded, resumable
-        mid-epoch like Fashion-MNIST's), the validation set in order at twice the batch size; inputs
-        standardized by mean and std when given (uint8 pixels always scaled).
-
-        Raises:
-            ValueError: inputs and targets of different lengths, an empty set, or a bad batch size."""
-        train = DataLoader(Dataset(x_train, y_train), batch_size, shuffle=True, seed=seed, mean=mean, std=std,
-                           device=device)  # fmt: skip
-        valid = DataLoader(Dataset(x_valid, y_valid), batch_size * 2, mean=mean, std=std, device=device)
-        return cls(train, valid)
 
 
 def get_dls(

@@ -97,9 +97,14 @@ class DDPCB(Callback):
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             # each rank keeps its own BatchNorm statistics (no buffer sync in forward); rank 0's are saved
             learn.model = nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
-        for dl in (learn.dls.train, learn.dls.valid):
-            if hasattr(dl, "shard"):
-                dl.shard(rank(), world_size())
+        for name in ("train", "valid"):
+            dl = getattr(learn.dls, name)
+            if not hasattr(dl, "shard"):  # every rank would train on all the data: not data parallelism
+                raise ValueError(
+                    f"the {name} loader ({type(dl).__name__}) cannot be sharded across {world_size()} processes: "
+                    f"use lrlab's DataLoader or TorchLoader (DataLoaders.from_tensors / from_datasets)"
+                )
+            dl.shard(rank(), world_size())
 
     def cleanup_fit(self, learn: Learner) -> None:
         if isinstance(learn.model, nn.parallel.DistributedDataParallel):

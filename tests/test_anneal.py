@@ -86,10 +86,11 @@ def test_measures_work_with_any_optimizer(measure, opt_func):
 def test_halving_rule_fires_when_the_measure_halves():
     cb = AutoAnnealCB(measure="sq", rule="halving", every=1, warmup=0)
     learn = fit(cb, lr=1e-3)
-    cb.reference = 1.0
-    fired, ratio = cb._decide(0.4, 1.0)
-    assert fired and ratio == 2.5 and cb.reference == 0.4
-    assert learn.opt is not None
+    annealer = cb.annealer
+    annealer.reference = 1.0
+    fired, ratio = annealer._decide(0.4, 1.0)
+    assert fired and ratio == 2.5 and annealer.reference == 0.4
+    assert learn.opt is not None and not annealer._hooks  # detached from the optimizer after the fit
 
 
 def test_valid_loss_measure_fires_on_plateau():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -95,8 +96,14 @@ class CheckpointCB(Callback):
         self.stop_signal = signum
 
     def before_fit(self, learn: Learner) -> None:
-        self.stop_signal, self.previous = None, {}
+        self.stop_signal, self.previous, self.deferred = None, {}, False
         self.distributed = is_distributed()  # once per fit, not per batch
+        self.mid_epoch = checkpoint.resumable(learn.dls.train)
+        if self.every and not self.mid_epoch:
+            raise ValueError(
+                f"CheckpointCB(every={self.every}) needs a loader that restarts mid-epoch; a "
+                f"{type(learn.dls.train).__name__} does not: use every=None, or TorchLoader (DataLoaders.from_datasets)"
+            )
         if is_main():  # temporary files a killed process left behind
             for stale in stale_temporaries(self.last_path) + stale_temporaries(self.best_path):
                 stale.unlink(missing_ok=True)
@@ -125,7 +132,12 @@ class CheckpointCB(Callback):
             stop = None
         else:
             stop = self._agreed_stop()
-        if stop:
+        if stop and learn.training and not self.mid_epoch:
+            if not self.deferred:  # this loader cannot restart mid-epoch: the epoch's training finishes first
+                self.deferred = True
+                print(f"lrlab: stopping after this epoch's training ({type(learn.dls.train).__name__} cannot "
+                      f"restart mid-epoch)", file=sys.stderr)  # fmt: skip
+        elif stop:
             if learn.training:
                 path = self.save(learn, learn.epoch, learn.iter + 1)
             else:  # validation restarts whole: it changes nothing but the metrics
