@@ -88,16 +88,17 @@ def callback_keys(cbs: list) -> list[str]:
     return keys
 
 
-def rank_state(learn) -> dict:
+def rank_state(learn, rng: dict | None = None) -> dict:
     """What differs between processes of a distributed run: callbacks' state (their own losses and partial
-    sums), the random generators, and in a distributed run the model's buffers (each rank keeps its own
-    BatchNorm statistics). Each rank's is saved, and each rank gets its own back."""
+    sums), the random generators (`rng` when given: as they stood at an earlier point the checkpoint resumes
+    from), and in a distributed run the model's buffers (each rank keeps its own BatchNorm statistics). Each
+    rank's is saved, and each rank gets its own back."""
     from lrlab.distributed import is_distributed
 
     cbs = [cb for cb in learn.cbs if hasattr(cb, "state_dict")]
     state = {
         "callbacks": {k: cb.state_dict() for k, cb in zip(callback_keys(cbs), cbs)},
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "rng": rng or {"torch": torch.get_rng_state(), "python": random.getstate()},
     }
     if is_distributed():
         model = getattr(learn.model, "module", learn.model)
@@ -110,12 +111,15 @@ def resumable(loader) -> bool:
     return hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict")
 
 
-def capture(learn, epoch: int, batch: int, phase: str = "train", ranks: list[dict] | None = None) -> dict:
+def capture(
+    learn, epoch: int, batch: int, phase: str = "train", ranks: list[dict] | None = None, rng: dict | None = None
+) -> dict:
     """Everything needed to continue at (epoch, phase, batch): model, optimizer, callbacks, loaders, RNGs.
 
     (e, "train", 0): epoch e has not started; (e, "train", b): its first b training batches are done;
     (e, "valid", 0): its training is done and its validation is to run (validation restarts whole).
-    `ranks`: every process's rank_state, in a distributed run (gathered by the caller on all ranks)."""
+    `ranks`: every process's rank_state, in a distributed run (gathered by the caller on all ranks); `rng`: the
+    random generators to save instead of the current ones (for "valid": as validation began)."""
     from lrlab.distributed import world_size
 
     if phase not in PHASES or (phase == "valid" and batch):
@@ -126,7 +130,7 @@ def capture(learn, epoch: int, batch: int, phase: str = "train", ranks: list[dic
             f"be taken at batch {batch}: serve its dataset with TorchLoader (DataLoaders.from_datasets) or "
             f"checkpoint at epoch ends"
         )
-    own = ranks[0] if ranks else rank_state(learn)
+    own = ranks[0] if ranks else rank_state(learn, rng)
     loaders = {}
     for name in ("train", "valid"):
         dl = getattr(learn.dls, name, None)

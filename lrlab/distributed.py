@@ -91,19 +91,20 @@ class DDPCB(Callback):
     def before_fit(self, learn: Learner) -> None:
         if not is_distributed():
             return
+        for name in ("train", "valid"):  # first: nothing is wrapped when a loader is refused
+            if not hasattr(getattr(learn.dls, name), "shard"):  # every rank would train on all the data
+                raise ValueError(
+                    f"the {name} loader ({type(getattr(learn.dls, name)).__name__}) cannot be sharded across "
+                    f"{world_size()} processes: use lrlab's DataLoader or TorchLoader (DataLoaders.from_tensors / "
+                    f"from_datasets)"
+                )
         if not isinstance(learn.model, nn.parallel.DistributedDataParallel):
             model = learn.model
             if dist.get_backend() == "nccl":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             # each rank keeps its own BatchNorm statistics (no buffer sync in forward); rank 0's are saved
             learn.model = nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
-        for name in ("train", "valid"):
-            dl = getattr(learn.dls, name)
-            if not hasattr(dl, "shard"):  # every rank would train on all the data: not data parallelism
-                raise ValueError(
-                    f"the {name} loader ({type(dl).__name__}) cannot be sharded across {world_size()} processes: "
-                    f"use lrlab's DataLoader or TorchLoader (DataLoaders.from_tensors / from_datasets)"
-                )
+        for dl in (learn.dls.train, learn.dls.valid):
             dl.shard(rank(), world_size())
 
     def cleanup_fit(self, learn: Learner) -> None:

@@ -142,8 +142,15 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def batches_forever(data: Iterable) -> Iterable:
-    """The loader's batches, starting a new pass whenever one ends (a ramp may be longer than an epoch)."""
-    return itertools.chain.from_iterable(itertools.repeat(data))
+    """The loader's batches, starting a new pass whenever one ends (a ramp may be longer than an epoch); an
+    empty pass ends it."""
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty:
+            return
 
 
 def find_lr_in_loop(
@@ -161,14 +168,15 @@ def find_lr_in_loop(
 
     Each batch is (inputs..., targets...): `model(*batch[:n_inp])`, `loss_func(pred, *batch[n_inp:])`, moved to
     the model's device. Afterwards model (weights, buffers, train/eval mode, gradients), optimizer (state and
-    hyperparameters) and torch's RNG are as they were; the optimizer's step hooks (a recorder, an annealer)
-    do not see the finder's steps.
+    hyperparameters), torch's RNG and an lrlab loader's position are as they were; the optimizer's step hooks
+    (a recorder, an annealer) do not see the finder's steps.
 
     Raises:
         ValueError: bad bounds or mult (see finder_steps), an empty loader, or too few batches to suggest."""
     n_steps = finder_steps(start_lr, max_lr, mult)
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state())
     grads = [(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()]
+    loader_state = copy.deepcopy(data.state_dict()) if hasattr(data, "state_dict") else None  # lrlab's loaders
     was_training = model.training
     # the finder's steps are not the run's: hooks that follow the run must not see them
     hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
@@ -197,6 +205,8 @@ def find_lr_in_loop(
         model.load_state_dict(saved[0])
         optimizer.load_state_dict(saved[1])
         torch.set_rng_state(saved[2])
+        if loader_state is not None:
+            data.load_state_dict(loader_state)
         model.train(was_training)
         for p, g in grads:
             p.grad = g

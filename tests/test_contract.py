@@ -10,7 +10,6 @@ from torch import nn
 from torch.optim import lr_scheduler as S
 
 from lrlab.callbacks import MetricsCB, TrainCB
-from lrlab.callbacks.anneal import AutoAnnealCB
 from lrlab.callbacks.lr_finder import LRFinderCB, lr_find
 from lrlab.callbacks.recorder import RecorderCB
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 import signal
 import sys
 import threading
 from pathlib import Path
+
+import torch
 
 from lrlab import checkpoint
 from lrlab.callbacks.core import last_metric
@@ -69,6 +72,7 @@ class CheckpointCB(Callback):
         self.saved: list[tuple[int, str, int]] = []
         self.stop_signal: int | None = None
         self.previous: dict = {}  # signal handlers to put back; empty until before_fit installs ours
+        self.deferred, self.valid_rng = False, None
         self.distributed = False
 
     @property
@@ -82,9 +86,12 @@ class CheckpointCB(Callback):
     def save(self, learn: Learner, epoch: int, batch: int, phase: str = "train", best: bool = False) -> Path:
         """Write the checkpoint for position (epoch, phase, batch), the next batch to run (rank 0 only); with
         `best`, the same bytes go to best.pt first."""
-        ranks = gather_objects(checkpoint.rank_state(learn)) if is_distributed() else None
+        # validation restarts whole, so it must restart from the random state it began with (a torch DataLoader
+        # draws its seed from torch's generator each time it is iterated)
+        rng = self.valid_rng if phase == "valid" else None
+        ranks = gather_objects(checkpoint.rank_state(learn, rng)) if is_distributed() else None
         if is_main():
-            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase, ranks))
+            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase, ranks, rng))
             if best:
                 checkpoint.save_atomic(data, self.best_path)
             checkpoint.save_atomic(data, self.last_path)
@@ -96,7 +103,7 @@ class CheckpointCB(Callback):
         self.stop_signal = signum
 
     def before_fit(self, learn: Learner) -> None:
-        self.stop_signal, self.previous, self.deferred = None, {}, False
+        self.stop_signal, self.previous, self.deferred, self.valid_rng = None, {}, False, None
         self.distributed = is_distributed()  # once per fit, not per batch
         self.mid_epoch = checkpoint.resumable(learn.dls.train)
         if self.every and not self.mid_epoch:
@@ -110,6 +117,10 @@ class CheckpointCB(Callback):
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._on_signal)
+
+    def before_epoch(self, learn: Learner) -> None:
+        if not learn.training:
+            self.valid_rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
 
     def cleanup_fit(self, learn: Learner) -> None:
         for sig, handler in self.previous.items():

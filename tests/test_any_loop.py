@@ -1,0 +1,176 @@
+"""lrlab's tools in a plain PyTorch loop (no Learner), on a non-image dataset built from tensors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrlab.annealer import AutoAnneal
+from lrlab.callbacks.lr_finder import lr_find
+from lrlab.hyperparams import HyperRecorder, applied_hypers
+from lrlab.learner import Learner
+from lrlab.loaders import DataLoaders
+from lrlab.optim import SGD, Adam
+from lrlab.schedules import sched_lrs
+
+
+def tabular(n: int = 2048, n_features: int = 20, n_classes: int = 4, seed: int = 0):
+    """Features and labels from a random two-layer teacher: learnable, well above chance, not trivial."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, n_features, generator=g)
+    teacher = torch.randn(n_features, 32, generator=g), torch.randn(32, n_classes, generator=g)
+    y = (torch.tanh(x @ teacher[0]) @ teacher[1]).argmax(1)
+    return x, y
+
+
+def tabular_dls(bs: int = 64) -> DataLoaders:
+    x, y = tabular()
+    return DataLoaders.from_tensors(x[:1536], y[:1536], x[1536:], y[1536:], batch_size=bs, seed=1)
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
+
+
+def train_epoch(model, opt, data, scheduler=None) -> list[float]:
+    """The plain PyTorch loop: nothing of lrlab's in it but the optimizer and the scheduler given."""
+    model.train()
+    losses = []
+    for xb, yb in data:
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if scheduler is not None:
+            scheduler.step(loss) if isinstance(scheduler, AutoAnneal) else scheduler.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def accuracy(model, data) -> float:
+    model.eval()
+    with torch.no_grad():
+        hits = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in data)
+    return hits / sum(len(yb) for _, yb in data)
+
+
+def snapshot(model, opt) -> tuple:
+    return copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+
+
+def test_lr_find_in_a_plain_loop_restores_everything_and_matches_the_learner():
+    dls = tabular_dls()
+    model = mlp()
+    opt = Adam(model.parameters(), lr=1e-3)
+    train_epoch(model, opt, dls.train)  # optimizer state to keep
+    recorder = HyperRecorder(opt)
+    before, rng, position = snapshot(model, opt), torch.get_rng_state(), dls.train.state_dict()
+    found = lr_find(model, F.cross_entropy, dls.train, opt, start_lr=1e-5, max_lr=10.0)
+    weights, opt_state = snapshot(model, opt)
+    assert all(torch.equal(weights[k], v) for k, v in before[0].items())
+    assert str(opt_state) == str(before[1]) and torch.equal(torch.get_rng_state(), rng)
+    assert dls.train.state_dict() == position and recorder["lr"] == []  # its hooks did not see the finder
+    assert 1e-4 < found.suggestion < 1.0 and found.losses[-1] > 3 * min(found.losses) or found.lrs[-1] > 5
+
+    # the same ramp through a Learner on the same model, optimizer and loader: the same lrs and losses
+    learn = Learner(model, dls, loss_func=F.cross_entropy, lr=1e-3)
+    learn.opt = opt
+    via_learner = lr_find(learn, start_lr=1e-5, max_lr=10.0)
+    assert via_learner.lrs == found.lrs and via_learner.losses == pytest.approx(found.losses, rel=1e-6)
+    assert via_learner.suggestion == found.suggestion
+
+
+def test_lr_find_refuses_half_a_plain_loop():
+    with pytest.raises(TypeError, match="give all four"):
+        lr_find(mlp(), F.cross_entropy)
+    with pytest.raises(ValueError, match="no batch"):
+        lr_find(mlp(), F.cross_entropy, [], SGD(mlp().parameters(), lr=0.1))
+
+
+def test_recorder_records_what_a_torch_scheduler_applied_and_the_preview_agrees(tmp_path):
+    dls = tabular_dls()
+    model = mlp()
+    opt = Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=2 * len(dls.train))
+    preview = sched_lrs(sched, steps=2 * len(dls.train))  # simulated on a copy: the real one is untouched
+    recorder = HyperRecorder(opt)
+    for _ in range(2):
+        train_epoch(model, opt, dls.train, sched)
+    assert recorder["lr"] == pytest.approx(preview["lr"], rel=1e-12)
+    assert recorder["momentum"] == pytest.approx(preview["mom"], rel=1e-12)  # beta1 cycled by OneCycleLR
+    assert set(recorder["beta2"]) == {0.999} and set(recorder["weight_decay"]) == {1e-4}
+    recorder.plot(tmp_path / "hyper.png")
+    assert (tmp_path / "hyper.png").stat().st_size > 1000
+
+
+def test_annealer_in_a_plain_loop_trains_records_and_resumes_exactly(tmp_path):
+    dls = tabular_dls()
+
+    def run(epochs: int, state=None):
+        model = mlp()
+        opt = Adam(model.parameters(), lr=3e-2)
+        annealer = AutoAnneal(opt, measure="noise", every=8, warmup=24)
+        recorder = HyperRecorder(opt)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            annealer.load_state_dict(state["annealer"])
+            dls.train.load_state_dict(state["loader"])
+        else:
+            dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+        for _ in range(epochs):
+            train_epoch(model, opt, dls.train, annealer)
+            annealer.epoch_end()
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "annealer": annealer.state_dict(),
+                 "loader": dls.train.state_dict()}  # fmt: skip
+        return model, annealer, recorder, state
+
+    model, annealer, recorder, _ = run(4)
+    constant = mlp()
+    constant_opt = Adam(constant.parameters(), lr=3e-2)
+    dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+    for _ in range(4):
+        train_epoch(constant, constant_opt, dls.train)
+    annealed_acc, constant_acc = accuracy(model, dls.valid), accuracy(constant, dls.valid)
+    assert annealed_acc > 0.7 and annealed_acc > constant_acc + 0.01, (annealed_acc, constant_acc)  # chance: 0.25
+    lrs = recorder["lr"]
+    assert lrs[:24] == pytest.approx([3e-2 * (i + 1) / 24 for i in range(24)])  # the warm-up, as applied
+    fired = [d for d in annealer.decisions if d["new_lr"] < d["old_lr"]]
+    assert fired and all(d["step"] > 24 and d["step"] % 8 == 0 for d in annealer.decisions)
+    for d in fired:  # a decision after step s applies from step s + 1 on
+        assert lrs[d["step"] - 1] == pytest.approx(d["old_lr"]) and lrs[d["step"]] == pytest.approx(d["new_lr"])
+    assert all(d["loss"] is not None for d in annealer.decisions)
+
+    torch.save(run(2)[3], tmp_path / "state.pt")  # stop after 2 epochs, resume from the file for 2 more
+    resumed, resumed_annealer, _, _ = run(2, torch.load(tmp_path / "state.pt", weights_only=False))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
+    assert resumed_annealer.decisions == annealer.decisions
+
+
+def test_annealer_refuses_bad_settings_by_name():
+    opt = SGD(mlp().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="measure 'valid_loss' checks at epoch ends: give every=None"):
+        AutoAnneal(opt, measure="valid_loss")
+    with pytest.raises(ValueError, match="warmup must be a number of batches >= 0, got -1"):
+        AutoAnneal(opt, warmup=-1)
+    annealer = AutoAnneal(opt, measure="valid_loss", every=None)
+    annealer.step()
+    with pytest.raises(ValueError, match=r"needs epoch_end\(valid_loss=...\)"):
+        annealer.epoch_end()
+    annealer.remove()
+    assert not opt._optimizer_step_pre_hooks
+
+
+def test_applied_hypers_of_each_optimizer_family():
+    params = [nn.Parameter(torch.zeros(2))]
+    assert applied_hypers(SGD(params, lr=0.1).param_groups[0]) == {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
+    group = torch.optim.Adam(params, lr=torch.tensor(0.01), betas=(0.8, 0.9)).param_groups[0]
+    assert applied_hypers(group) == pytest.approx({"lr": 0.01, "momentum": 0.8, "beta2": 0.9, "weight_decay": 0.0})
+    group = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.5).param_groups[0]
+    assert applied_hypers(group, extra=("dampening", "absent")) == {
+        "lr": 0.1, "momentum": 0.9, "weight_decay": 0.5, "dampening": 0.0}  # fmt: skip
