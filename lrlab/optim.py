@@ -148,7 +148,12 @@ class RuleOptimizer(torch.optim.Optimizer):
             )
         return super().__new__(cls)
 
-    def __init__(self, params: Iterable, defaults: dict, impl: str = "foreach", compile: bool = False) -> None:
+    def __init__(
+        self, params: Iterable, defaults: dict, impl: str = "foreach", compile: bool = False, maximize: bool = False
+    ) -> None:
+        if not isinstance(maximize, bool):
+            raise ValueError(f"maximize must be True or False, got {maximize!r}")
+        defaults = {**defaults, "maximize": maximize}
         check_hypers(defaults)
         if impl not in ("foreach", "reference"):
             raise ValueError(f"impl must be 'foreach' or 'reference', got {impl!r}")
@@ -207,6 +212,8 @@ class RuleOptimizer(torch.optim.Optimizer):
             if not params:
                 continue
             group = plain_hypers(full_group)
+            if group.get("maximize"):  # ascend: the rule descends the negated gradient, as torch's maximize does
+                grads = torch._foreach_neg(grads)
             if self.impl == "foreach":
                 self.foreach_update(group, params, grads, states, steps)
             elif self.impl == "compiled":
@@ -245,7 +252,8 @@ class SGD(RuleOptimizer):
 
     Args:
         params: parameters or param groups; lr: learning rate; weight_decay: decoupled decay;
-        impl: "foreach" (fast) or "reference" (the pure rule per tensor); compile: torch.compile the rule.
+        impl: "foreach" (fast) or "reference" (the pure rule per tensor); compile: torch.compile the rule;
+        maximize: ascend the objective instead (every optimizer here takes it, as torch's do).
 
     Raises:
         ValueError: hyperparameters out of range or no parameters; TypeError: the course's keyword names."""
@@ -259,8 +267,9 @@ class SGD(RuleOptimizer):
         weight_decay: float = 0.0,
         impl: str = "foreach",
         compile: bool = False,
+        maximize: bool = False,
     ) -> None:
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay), impl, compile)
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay), impl, compile, maximize)
 
     def foreach_update(self, group, params, grads, states, steps) -> None:
         _decay(params, group["lr"], group["weight_decay"])
@@ -287,8 +296,9 @@ class Momentum(RuleOptimizer):
         weight_decay: float = 0.0,
         impl: str = "foreach",
         compile: bool = False,
+        maximize: bool = False,
     ) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay), impl, compile)
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay), impl, compile, maximize)
 
     def hypers(self, group, step) -> dict:
         return {**super().hypers(group, step), "momentum": group["momentum"]}
@@ -324,9 +334,10 @@ class RMSProp(RuleOptimizer):
         init_grad_sq: bool = False,
         impl: str = "foreach",
         compile: bool = False,
+        maximize: bool = False,
     ) -> None:
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, init_grad_sq=init_grad_sq)
-        super().__init__(params, defaults, impl, compile)
+        super().__init__(params, defaults, impl, compile, maximize)
 
     def initial_state(self, name: str, p: torch.Tensor, group: dict) -> torch.Tensor:
         if group.get("init_grad_sq"):  # the course's RMSProp: the average starts at the first gradient squared
@@ -373,10 +384,11 @@ class Adam(RuleOptimizer):
         eps_root: bool = False,
         impl: str = "foreach",
         compile: bool = False,
+        maximize: bool = False,
     ) -> None:
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,
                         eps_root=eps_root)  # fmt: skip
-        super().__init__(params, defaults, impl, compile)
+        super().__init__(params, defaults, impl, compile, maximize)
 
     def hypers(self, group, steps) -> dict:
         beta1, beta2 = group["betas"]

@@ -296,3 +296,21 @@ def test_compiled_path_equals_torch_and_never_recompiles_on_lr_change():
     mom, _ = run(lambda ps: Momentum(ps, lr=0.05, compile=True), init, grads[:5])
     ref, _ = run(lambda ps: Momentum(ps, lr=0.05, impl="reference"), init, grads[:5])
     assert_rel(mom, ref, 1e-6)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_maximize_matches_torch(name, impl):
+    init, grads = init_params(), grad_stream(SHAPES, 50)
+    ours_cls, theirs_cls, hp = {
+        "sgd": (SGD, torch.optim.SGD, {}),
+        "adam": (Adam, torch.optim.Adam, dict(betas=(0.8, 0.99), eps=1e-6)),
+        "rmsprop": (RMSProp, torch.optim.RMSprop, dict(alpha=0.9, eps=1e-6)),
+    }[name]
+    ours, opt = run(lambda ps: ours_cls(two_groups(1e-2, 3e-3)(ps), impl=impl, maximize=True, **hp), init, grads)
+    theirs, _ = run(lambda ps: theirs_cls(two_groups(1e-2, 3e-3)(ps), maximize=True, **hp), init, grads)
+    descended, _ = run(lambda ps: ours_cls(two_groups(1e-2, 3e-3)(ps), impl=impl, **hp), init, grads)
+    assert_rel(ours, theirs, 1e-5)
+    assert not torch.allclose(ours[0], descended[0]) and opt.state_dict()["param_groups"][0]["maximize"] is True
+    with pytest.raises(ValueError, match="maximize must be True or False, got 'yes'"):
+        ours_cls(init, maximize="yes")
