@@ -10,10 +10,10 @@ export MPLBACKEND ?= Agg
 
 .PHONY: run test lint format clean bench
 
-$(BIN)/.installed: pyproject.toml Makefile
+$(BIN)/.installed: pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,lrfree]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,lrfree,lightning]'
 	touch $@
 
 run: $(BIN)/.installed

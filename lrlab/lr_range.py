@@ -167,9 +167,34 @@ def find_lr_in_loop(
     """The LR range test in a plain PyTorch loop, with the Learner version's ramp, stop rule and suggestions.
 
     Each batch is (inputs..., targets...): `model(*batch[:n_inp])`, `loss_func(pred, *batch[n_inp:])`, moved to
-    the model's device. Afterwards model (weights, buffers, train/eval mode, gradients), optimizer (state and
-    hyperparameters), torch's RNG and an lrlab loader's position are as they were; the optimizer's step hooks
-    (a recorder, an annealer) do not see the finder's steps.
+    the model's device. Afterwards everything is as it was (see find_lr_with).
+
+    Raises:
+        ValueError: bad bounds or mult (see finder_steps), an empty loader, or too few batches to suggest."""
+    device = next(model.parameters()).device
+
+    def batch_loss(batch) -> torch.Tensor:
+        batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
+        return loss_func(model(*batch[:n_inp]), *batch[n_inp:])
+
+    return find_lr_with(batch_loss, model, data, optimizer, start_lr, max_lr, mult, stop_div)
+
+
+def find_lr_with(
+    batch_loss: Callable,
+    model: torch.nn.Module,
+    data: Iterable,
+    optimizer: torch.optim.Optimizer,
+    start_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    mult: float = 1.3,
+    stop_div: float = 3.0,
+) -> LRFindResult:
+    """The LR range test for any way of computing a batch's loss (`batch_loss(batch)` -> scalar tensor).
+
+    Afterwards model (weights, buffers, train/eval mode, gradients), optimizer (state and hyperparameters),
+    torch's RNG and an lrlab loader's position are as they were; the optimizer's step hooks (a recorder, an
+    annealer) do not see the finder's steps.
 
     Raises:
         ValueError: bad bounds or mult (see finder_steps), an empty loader, or too few batches to suggest."""
@@ -181,15 +206,13 @@ def find_lr_in_loop(
     # the finder's steps are not the run's: hooks that follow the run must not see them
     hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
     optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = type(hooks[0])(), type(hooks[1])()
-    device = next(model.parameters()).device
     lrs, losses, best, lr = [], [], math.inf, start_lr
     try:
         model.train()
         optimizer.zero_grad(set_to_none=True)
         for batch in itertools.islice(batches_forever(data), n_steps):
             set_lr(optimizer, lr)
-            batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
-            loss = loss_func(model(*batch[:n_inp]), *batch[n_inp:])
+            loss = batch_loss(batch)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

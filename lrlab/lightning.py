@@ -1,0 +1,162 @@
+"""lrlab's tools in Lightning: the annealer and the hyperparameter recorder as Lightning callbacks, and the LR
+finder on a LightningModule. Needs the extra: `pip install lrlab[lightning]`.
+
+Both callbacks work on the Trainer's first optimizer through torch's optimizer hooks, so they see what was
+applied whatever drives it; what they cannot honour is refused by name when training starts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+try:
+    import lightning.pytorch as pl
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("lrlab.lightning needs Lightning: pip install 'lrlab[lightning]'") from error
+
+from lrlab.annealer import AutoAnneal, check_settings
+from lrlab.hyperparams import HyperRecorder
+from lrlab.lr_range import LRFindResult, find_lr_with
+
+
+def _only_optimizer(trainer: pl.Trainer, who: str) -> torch.optim.Optimizer:
+    if len(trainer.optimizers) != 1:
+        raise ValueError(f"{who} follows one optimizer; this module configures {len(trainer.optimizers)}")
+    return trainer.optimizers[0]
+
+
+class HyperRecorderCallback(pl.Callback):
+    """Record the lr, momentum/betas and weight decay each optimizer step applied, per param group.
+
+    Args:
+        extra: more group keys to record where present (see HyperRecorder).
+
+    After fit, `recorder` holds the HyperRecorder (`recorder["lr"]`, `recorder.plot(path)`).
+
+    Raises:
+        ValueError: at fit start, a module with more than one optimizer."""
+
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        self.extra = tuple(extra)
+        self.recorder: HyperRecorder | None = None
+        self._loaded: dict | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.recorder = HyperRecorder(_only_optimizer(trainer, "HyperRecorderCallback"), self.extra)
+        if self._loaded is not None:
+            self.recorder.load_state_dict(self._loaded)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.recorder is not None:
+            self.recorder.remove()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.recorder.state_dict() if self.recorder is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = state_dict or None
+
+
+class AutoAnnealCallback(pl.Callback):
+    """lrlab's automatic annealer in a Lightning Trainer: stepped after every optimizer step, checked per
+    epoch when `every` is None (measure "valid_loss" reads the logged `monitor`).
+
+    Args:
+        monitor: the logged validation loss for measure "valid_loss"; warmup: batches of linear warm-up
+            (None: one epoch); the rest as AutoAnneal's.
+
+    After fit, `annealer.decisions` lists every check.
+
+    Raises:
+        ValueError: bad settings (at once); at fit start, a module with more than one optimizer, an lr
+            scheduler of its own (both would set the lr: one would silently undo the other), or gradient
+            accumulation (the annealer counts optimizer steps, one per batch)."""
+
+    def __init__(self, monitor: str = "val_loss", warmup: int | None = None, **settings: Any) -> None:
+        defaults = dict(measure="noise", rule="ratio", threshold=1.5, factor=3.0, every=50)
+        merged = {**defaults, **settings}
+        check_settings(merged["measure"], merged["rule"], merged["threshold"], merged["factor"], merged["every"],
+                       warmup)  # fmt: skip
+        self.monitor, self.warmup, self.settings = monitor, warmup, settings
+        self.annealer: AutoAnneal | None = None
+        self._loaded: dict | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizer = _only_optimizer(trainer, "AutoAnnealCallback")
+        if trainer.lr_scheduler_configs:
+            raise ValueError("AutoAnnealCallback sets the lr itself: remove the lr scheduler from configure_optimizers")
+        if trainer.accumulate_grad_batches != 1:
+            raise ValueError(
+                f"AutoAnnealCallback counts one optimizer step per batch; accumulate_grad_batches="
+                f"{trainer.accumulate_grad_batches} is not supported"
+            )
+        warmup = int(trainer.num_training_batches) if self.warmup is None else self.warmup
+        self.annealer = AutoAnneal(optimizer, warmup=warmup, **self.settings)
+        if self._loaded is not None:
+            self.annealer.load_state_dict(self._loaded)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        self.annealer.step(loss)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        valid_loss = trainer.callback_metrics.get(self.monitor)
+        self.annealer.epoch_end(None if valid_loss is None else float(valid_loss))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.annealer is not None:
+            self.annealer.remove()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.annealer.state_dict() if self.annealer is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = state_dict or None
+
+
+def one_optimizer(configured: Any) -> torch.optim.Optimizer:
+    """The optimizer out of whatever configure_optimizers() returns (an optimizer; a dict with "optimizer";
+    a list of one; or ([optimizers], [schedulers])).
+
+    Raises:
+        ValueError: none, or several."""
+    if isinstance(configured, torch.optim.Optimizer):
+        return configured
+    if isinstance(configured, dict):
+        return one_optimizer(configured.get("optimizer"))
+    if isinstance(configured, (list, tuple)):
+        if len(configured) == 2 and all(isinstance(part, (list, tuple)) for part in configured):
+            configured = configured[0]  # ([optimizers], [schedulers])
+        if len(configured) == 1:
+            return one_optimizer(configured[0])
+    raise ValueError(f"expected one optimizer from configure_optimizers(), got {configured!r:.200}")
+
+
+def lr_find_module(
+    module: pl.LightningModule,
+    train_dataloader: Iterable,
+    start_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    mult: float = 1.3,
+    stop_div: float = 3.0,
+) -> LRFindResult:
+    """The LR range test on a LightningModule, no Trainer needed: its `configure_optimizers()` gives the
+    optimizer, its `training_step(batch, i)` the loss; module and RNG are restored afterwards.
+
+    Raises:
+        ValueError: bad bounds or mult, an empty loader, too few batches, or a configure_optimizers that
+            returns no optimizer or several."""
+    optimizer = one_optimizer(module.configure_optimizers())
+    counter = iter(range(10**9))
+
+    def batch_loss(batch) -> torch.Tensor:
+        out = module.training_step(batch, next(counter))
+        return out["loss"] if isinstance(out, dict) else out
+
+    with warnings.catch_warnings():  # self.log() without a Trainer only warns; the finder logs nothing
+        warnings.filterwarnings("ignore", message=".*self.log.*")
+        return find_lr_with(batch_loss, module, train_dataloader, optimizer, start_lr, max_lr, mult, stop_div)
