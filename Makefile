@@ -20,16 +20,16 @@ run: $(BIN)/.installed
 	$(BIN)/lrlab fit
 
 test: $(BIN)/.installed
-	$(BIN)/ruff check lrlab tests benchmarks
-	$(BIN)/ruff format --check lrlab tests benchmarks
+	$(BIN)/ruff check lrlab tests benchmarks examples
+	$(BIN)/ruff format --check lrlab tests benchmarks examples
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check lrlab tests benchmarks
+	$(BIN)/ruff check lrlab tests benchmarks examples
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format lrlab tests benchmarks
-	$(BIN)/ruff check --fix lrlab tests benchmarks
+	$(BIN)/ruff format lrlab tests benchmarks examples
+	$(BIN)/ruff check --fix lrlab tests benchmarks examples
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/overhead.py
