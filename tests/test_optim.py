@@ -314,3 +314,29 @@ def test_maximize_matches_torch(name, impl):
     assert not torch.allclose(ours[0], descended[0]) and opt.state_dict()["param_groups"][0]["maximize"] is True
     with pytest.raises(ValueError, match="maximize must be True or False, got 'yes'"):
         ours_cls(init, maximize="yes")
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_torch_optimizer_contract_hooks_groups_tensor_state_and_zero_grad(name, tmp_path):
+    """What torch.optim.Optimizer promises beyond step(): each of lrlab's optimizers keeps it."""
+    a, b = torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt = OPTIMIZERS[name]([a], lr=torch.tensor(0.01))
+    opt.add_param_group({"params": [b], "lr": 0.02})
+    seen = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append("post"))
+    for p in (a, b):
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert seen == ["pre", "post"] and not torch.equal(b.detach(), torch.ones(2))  # the added group trains
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    loaded = torch.load(tmp_path / "opt.pt", weights_only=True)
+    fresh = OPTIMIZERS[name]([a], lr=1.0)
+    fresh.add_param_group({"params": [b]})
+    fresh.load_state_dict(loaded)
+    assert isinstance(fresh.param_groups[0]["lr"], torch.Tensor) and float(
+        fresh.param_groups[0]["lr"]
+    ) == pytest.approx(0.01)
+    assert fresh.param_groups[1]["lr"] == 0.02 and str(fresh.state_dict()["state"]) == str(opt.state_dict()["state"])
+    fresh.zero_grad(set_to_none=False)
+    assert torch.equal(a.grad, torch.zeros(3)) and torch.equal(b.grad, torch.zeros(2))

@@ -67,10 +67,11 @@ class ScheduleFreeCB(Callback):
         learn.opt.eval()
         if self.recompute_bn:
             dl = learn.dls.train
-            epoch = getattr(dl, "epoch", None)
+            epoch, rng = getattr(dl, "epoch", None), torch.get_rng_state()
             recompute_bn_stats(learn.model, dl, self.bn_batches)
+            torch.set_rng_state(rng)  # leave the training order untouched (a torch DataLoader draws from it)
             if epoch is not None:
-                dl.epoch = epoch  # leave the training order untouched
+                dl.epoch = epoch
 
     def before_epoch(self, learn: Learner) -> None:
         if learn.training:
