@@ -209,6 +209,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import signal
+
+    from lrlab.bench import load_runs, parse_shard, resolve, run_bench
+    from lrlab.bench_report import write_report
+
+    shard = parse_shard(args.shard)
+    workloads, configs = resolve(args.workloads.split(","), args.configs.split(","))  # every name checked first
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM ends the grid as Ctrl-C does; finished runs are already on disk
+
+    if not args.report_only:
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            run_bench(args.out, workloads, configs, args.seeds, shard, args.epochs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    runs = load_runs(args.out)
+    notes = f"{len(runs)} runs read from {args.out}/runs; each workload's default epochs unless --epochs was given"
+    path = write_report(runs, args.out, notes=notes)
+    print(f"wrote {path} and report.html ({len(runs)} runs)")
+    return 0
+
+
 def cmd_speedrun(args: argparse.Namespace) -> int:
 
     from lrlab.speedrun import speedrun
@@ -275,7 +300,7 @@ def add_fit_parser(sub) -> None:
 
 
 def add_lab_and_grid_parsers(sub) -> None:
-    """`lrlab lab`, `lrlab speedrun` and `lrlab compare`."""
+    """`lrlab lab`, `lrlab speedrun`, `lrlab compare` and `lrlab bench`."""
     lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare all five, export a workbook")
     lab.add_argument("target", help="basic | momentum | rmsprop | adam | adam_ann | compare | export")
     lab.add_argument("file", nargs="?", help="the .xlsx to write (export)")
@@ -309,6 +334,16 @@ def add_lab_and_grid_parsers(sub) -> None:
     cmp.add_argument("--data-dir", default=None)
     cmp.add_argument("--out", default="runs/compare")
     cmp.set_defaults(func=cmd_compare)
+
+    bench = sub.add_parser("bench", help="configs x workloads x seeds, one file per run, a report with a profile")
+    bench.add_argument("--workloads", default="all", help="comma-separated workload names, or all")
+    bench.add_argument("--configs", default="baselines", help="comma-separated family@setting, or baselines")
+    bench.add_argument("--seeds", type=positive_int, default=3)
+    bench.add_argument("--shard", default="1/1", help="run only part i of n of the grid (i/n)")
+    bench.add_argument("--epochs", type=positive_int, default=None, help="override every workload's epochs")
+    bench.add_argument("--out", default="runs/bench")
+    bench.add_argument("--report-only", action="store_true", help="only merge the result files into a report")
+    bench.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

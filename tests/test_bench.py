@@ -1,0 +1,144 @@
+"""lrlab bench: the performance profile against values computed by hand, fair entrants, result files that
+survive a kill, shards that split the grid, and a report whose numbers are the files'."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lrlab.bench import (
+    BenchConfig,
+    baseline_configs,
+    grid,
+    load_runs,
+    parse_config,
+    parse_shard,
+    run_bench,
+    shard_of,
+    wsd_lambda,
+)
+from lrlab.bench_report import entrants, profile, profile_score, ratios, write_report
+
+INF = math.inf
+
+
+def test_performance_profile_on_a_tiny_grid_matches_the_hand_computation():
+    # steps to target of three entrants on two workloads; C never reaches w1's target
+    times = {"A": {"w1": 100, "w2": 300}, "B": {"w1": 200, "w2": 100}, "C": {"w1": INF, "w2": 150}}
+    r = ratios(times)
+    assert r == {"A": {"w1": 1.0, "w2": 3.0}, "B": {"w1": 2.0, "w2": 1.0}, "C": {"w1": INF, "w2": 1.5}}
+    assert [profile(r["A"], tau) for tau in (1.0, 2.0, 3.0)] == [0.5, 0.5, 1.0]
+    assert [profile(r["C"], tau) for tau in (1.0, 1.5, 4.0)] == [0.0, 0.5, 0.5]
+    # area under rho over [1, 4] / 3: A: ((4-1) + (4-3)) / 2 / 3; B: ((4-2) + (4-1)) / 6; C: (4-1.5) / 6
+    assert profile_score(r["A"]) == pytest.approx(4 / 6)
+    assert profile_score(r["B"]) == pytest.approx(5 / 6)
+    assert profile_score(r["C"]) == pytest.approx(2.5 / 6)
+
+
+def fake_run(workload: str, config: str, seed: int, final: float, steps: float) -> dict:
+    return {"workload": workload, "config": config, "seed": seed, "final": final, "diverged": False,
+            "steps_to_target": steps, "wall": 1.0, "history": [], "metric": "mse"}  # fmt: skip
+
+
+def test_entrants_tune_schedules_per_workload_and_calibrate_lr_free_methods_once():
+    runs = [
+        # constant: 1e-3 is best on linear, 1e-2 on regression (lower MSE is better on both)
+        fake_run("linear", "constant@1e-3", 0, 0.02, 100), fake_run("linear", "constant@1e-2", 0, 0.05, 50),
+        fake_run("regression", "constant@1e-3", 0, 0.09, 400), fake_run("regression", "constant@1e-2", 0, 0.06, 200),
+        # schedulefree: 5e-3 is fastest on both workloads, so it is the one calibrated setting
+        fake_run("linear", "schedulefree@2.5e-3", 0, 0.03, 300), fake_run("linear", "schedulefree@5e-3", 0, 0.03, 90),
+        fake_run("regression", "schedulefree@2.5e-3", 0, 0.07, 500),
+        fake_run("regression", "schedulefree@5e-3", 0, 0.08, 250),
+    ]  # fmt: skip
+    chosen = entrants(runs)
+    assert chosen["constant (tuned)"] == {"linear": "constant@1e-3", "regression": "constant@1e-2"}
+    assert chosen["schedulefree (default)"] == {"linear": "schedulefree@2.5e-3", "regression": "schedulefree@2.5e-3"}
+    assert chosen["schedulefree (calibrated)"] == {"linear": "schedulefree@5e-3", "regression": "schedulefree@5e-3"}
+
+
+def test_configs_and_shards_are_checked_and_split_the_grid_exactly():
+    assert parse_config("onecycle@find").family == "onecycle" and BenchConfig("wsd@3e-3").setting == "3e-3"
+    for bad in ("adam", "nosuch@1e-3", "constant@-1", "constant@fast", "prodigy@find"):
+        with pytest.raises(ValueError, match="config must be|setting of"):
+            parse_config(bad)
+    for bad in ("0/3", "4/3", "a/b", "2"):
+        with pytest.raises(ValueError, match="--shard must be i/n"):
+            parse_shard(bad)
+    jobs = grid(["linear", "regression"], baseline_configs(), 3)
+    shards = [shard_of(jobs, (i, 4)) for i in range(1, 5)]
+    assert sorted(j for s in shards for j in s) == sorted(jobs) and len(set(jobs)) == len(jobs)
+    assert all(abs(len(s) - len(jobs) / 4) < 1 for s in shards)
+
+
+def test_wsd_warms_holds_and_decays():
+    f = wsd_lambda(100)
+    assert [f(0), f(4), f(5), f(79), f(80), f(90), f(99)] == pytest.approx([0.2, 1.0, 1.0, 1.0, 1.0, 0.5, 0.05])
+
+
+def test_a_rerun_skips_finished_runs_and_shards_merge(tmp_path):
+    calls = []
+
+    def runner(workload, config, seed, epochs):
+        calls.append((workload.name, config.name, seed))
+        return fake_run(workload.name, config.name, seed, 0.01 * (seed + 1), 10.0 * (seed + 1))
+
+    args = (["linear", "regression"], ["constant@1e-3", "wsd@1e-3"], 2)
+    for i in (1, 2):
+        run_bench(tmp_path, *args, shard=(i, 2), runner=runner, log=lambda s: None)
+    assert len(calls) == 8 and len(set(calls)) == 8
+    run_bench(tmp_path, *args, runner=runner, log=lambda s: None)  # everything done: nothing runs again
+    assert len(calls) == 8 and len(load_runs(tmp_path)) == 8
+
+
+def bench_cli(out, *extra):
+    return [sys.executable, "-m", "lrlab", "bench", "--workloads", "linear,regression", "--configs",
+            "constant@1e-3,constant@3e-3,wsd@3e-3,schedulefree@2.5e-3,schedulefree@5e-3", "--seeds", "2",
+            "--epochs", "3", "--out", str(out), *extra]  # fmt: skip
+
+
+def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is_the_files(tmp_path):
+    proc = subprocess.Popen(bench_cli(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(tmp_path.glob("runs/*/*/seed*.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/seed*.json")}
+    assert 3 <= len(finished) < 20, "the kill came too late to test a rerun"
+    assert not list(tmp_path.glob("runs/**/*.tmp*"))
+    done = subprocess.run(bench_cli(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"20 runs in this shard, {len(finished)} already done" in done.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not redone
+    runs = load_runs(tmp_path)
+    assert len(runs) == 20
+    report = (tmp_path / "report.md").read_text()
+    for workload, config in (("linear", "constant@3e-3"), ("regression", "schedulefree@5e-3")):
+        finals = [r["final"] for r in runs if r["workload"] == workload and r["config"] == config]
+        mean = sum(finals) / len(finals)
+        row = next(line for line in report.split(f"### {workload}")[1].splitlines() if line.startswith(f"| {config} |"))
+        assert row.split("|")[2].strip().startswith(f"{mean:.4f} ±"), row
+    assert "## Performance profile" in report and "schedulefree (calibrated)" in report
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html and "http" not in html.split("<body>")[1]
+
+
+def test_bench_refuses_bad_input_in_one_line(tmp_path):
+    for extra, message in ((["--workloads", "nosuch"], "unknown workload 'nosuch'"),
+                           (["--shard", "3/2"], "--shard must be i/n")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "lrlab", "bench", "--out", str(tmp_path), *extra],
+                              capture_output=True, text=True, timeout=120, env={**os.environ})  # fmt: skip
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_report_of_nothing_says_so(tmp_path):
+    with pytest.raises(ValueError, match="no result files to report"):
+        write_report([], tmp_path)
+    assert json.loads(json.dumps(load_runs(tmp_path))) == []
