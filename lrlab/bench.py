@@ -67,7 +67,7 @@ def schedule_cbs(family: str, lr: float) -> list[Callback]:
 
 
 SCHEDULES = ("constant", "cosine", "onecycle", "wsd", "plateau")
-LRFREE = {  # family -> (published default setting, calibration grid); the setting is the lr (Prodigy, D-Adapt: d_coef)
+LRFREE = {  # family -> (published default setting, calibration grid); the setting is the lr they are given
     "prodigy": ("1", ("0.5", "1", "2")),
     "schedulefree": ("2.5e-3", ("1e-3", "2.5e-3", "5e-3", "1e-2")),
     "dadapt": ("1", ("0.5", "1", "2")),
@@ -117,10 +117,8 @@ def parse_config(name: str) -> BenchConfig:
 
 
 def opt_func_for(config: BenchConfig, n_steps: int) -> Callable:
-    if config.family == "prodigy":
-        return lrfree_opt_func("prodigy", d_coef=float(config.setting))
-    if config.family == "dadapt":
-        return lrfree_opt_func("dadapt", d_coef=float(config.setting))
+    if config.family in ("prodigy", "dadapt"):
+        return lrfree_opt_func(config.family)  # the setting is their lr: a multiplier of the step they estimate
     if config.family == "schedulefree":
         return lrfree_opt_func("schedulefree", warmup_steps=max(1, n_steps // 20))
     return lesson_opt_func("adam")
