@@ -36,7 +36,7 @@ from lrlab.learner import Callback, Learner
 from lrlab.optim import lesson_opt_func
 from lrlab.workloads import Workload, get_workload, workload_names
 
-LR_GRID = ("1e-3", "3e-3", "1e-2")  # the "small lr grid per workload" every schedule family is tuned on
+LR_GRID = ("1e-3", "3e-3", "1e-2", "3e-2")  # the "small lr grid per workload" every schedule family is tuned on
 
 
 def wsd_lambda(total: int, warmup: float = 0.05, decay: float = 0.2) -> Callable[[int], float]:
