@@ -145,7 +145,7 @@ def profile_table(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> st
     return "\n".join(lines)
 
 
-def plot_curves(runs: Sequence[dict], out: Path) -> list[Path]:
+def plot_curves(runs: Sequence[dict], out: Path, stem: str = "report") -> list[Path]:
     """Per workload: the validation metric by epoch, mean over seeds, one line per config."""
     import matplotlib.pyplot as plt
 
@@ -166,13 +166,15 @@ def plot_curves(runs: Sequence[dict], out: Path) -> list[Path]:
         ax.set(xlabel="epoch", ylabel=f"valid {w.metric} (mean over seeds)", title=workload)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
-        paths.append(out / f"curves-{workload}.png")
+        paths.append(out / f"{stem}-curves-{workload}.png")
         save(fig, paths[-1])
     return paths
 
 
-def write_report(runs: Sequence[dict], out: str | Path, title: str = "lrlab bench", notes: str = "") -> Path:
-    """OUT/report.md and a self-contained OUT/report.html (images inlined), with the curves as PNG.
+def write_report(
+    runs: Sequence[dict], out: str | Path, title: str = "lrlab bench", notes: str = "", stem: str = "report"
+) -> Path:
+    """OUT/STEM.md and a self-contained OUT/STEM.html (images inlined), with the curves as PNG.
 
     Raises:
         ValueError: no runs to report."""
@@ -180,16 +182,16 @@ def write_report(runs: Sequence[dict], out: str | Path, title: str = "lrlab benc
         raise ValueError("no result files to report: run `lrlab bench` first")
     out = Path(out)
     chosen = entrants(runs)
-    plots = plot_curves(runs, out)
+    plots = plot_curves(runs, out, stem)
     workloads = list(dict.fromkeys(r["workload"] for r in runs))
     parts = [f"# {title}", "", notes, "", "## Performance profile (steps to target)", "",
              profile_table(runs, chosen), "", "## Per workload", ""]  # fmt: skip
     for workload in workloads:
-        parts += [workload_table(runs, workload), "", f"![{workload}](curves-{workload}.png)", ""]
+        parts += [workload_table(runs, workload), "", f"![{workload}]({stem}-curves-{workload}.png)", ""]
     md = "\n".join(parts)
-    atomic_write_text(out / "report.md", md + "\n")
-    atomic_write_text(out / "report.html", to_html(md, title, plots))
-    return out / "report.md"
+    atomic_write_text(out / f"{stem}.md", md + "\n")
+    atomic_write_text(out / f"{stem}.html", to_html(md, title, plots))
+    return out / f"{stem}.md"
 
 
 def to_html(md: str, title: str, plots: Sequence[Path]) -> str:
