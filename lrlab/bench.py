@@ -25,7 +25,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.anneal import AutoAnnealCB
+from lrlab.callbacks.anneal import AutoAnnealCB, AutoLRCB
 from lrlab.callbacks.checkpoint import Diverged, DivergenceGuardCB
 from lrlab.callbacks.lr_finder import lr_find
 from lrlab.callbacks.lrfree import ScheduleFreeCB, lrfree_opt_func
@@ -63,6 +63,8 @@ def schedule_cbs(family: str, lr: float) -> list[Callback]:
         return [EpochSchedCB(partial(lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.25))]
     if family == "autoanneal":
         return [AutoAnnealCB()]
+    if family == "autolr":
+        return [AutoLRCB()]
     return []
 
 
@@ -72,7 +74,8 @@ LRFREE = {  # family -> (published default setting, calibration grid); the setti
     "schedulefree": ("2.5e-3", ("1e-3", "2.5e-3", "5e-3", "1e-2")),
     "dadapt": ("1", ("0.5", "1", "2")),
 }
-SINGLE = {"onecycle@find": "one-cycle at lr_find's suggestion", "autoanneal@6e-2": "AutoAnnealCB defaults, Adam 6e-2"}
+SINGLE = {"onecycle@find": "one-cycle at lr_find's suggestion", "autoanneal@6e-2": "AutoAnnealCB defaults, Adam 6e-2",
+          "autolr@1e-3": "AutoLR from Adam's default lr 1e-3: it searches its own"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def parse_config(name: str) -> BenchConfig:
     Raises:
         ValueError: not family@setting, an unknown family, or a setting that is not a positive number."""
     family, _, setting = name.partition("@")
-    families = (*SCHEDULES, "autoanneal", *LRFREE)
+    families = (*SCHEDULES, "autoanneal", "autolr", *LRFREE)
     if family not in families or not setting:
         raise ValueError(f"config must be family@setting with family one of {', '.join(families)}, got {name!r}")
     if not (family == "onecycle" and setting == "find"):
@@ -148,7 +151,8 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     lr = lr_find(learn).suggestion if config.setting == "find" else float(config.setting)
     cbs = schedule_cbs(config.family, lr) + ([ScheduleFreeCB()] if config.family == "schedulefree" else [])
     try:
-        learn.fit(epochs, lr=lr, cbs=[*cbs, DivergenceGuardCB(factor=10)])
+        guard = [] if config.family == "autolr" else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
+        learn.fit(epochs, lr=lr, cbs=[*cbs, *guard])
         diverged = False
     except Diverged:
         diverged = True
@@ -157,12 +161,12 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     final = workload.score(last.get("valid_loss", math.nan), last.get("valid_acc"))
     diverged = diverged or len(history) < epochs or not math.isfinite(final)
     to_target = steps_to_target(workload, history, len(dls.train))
-    anneal = next((cb for cb in cbs if isinstance(cb, AutoAnnealCB)), None)
+    anneal = next((cb for cb in cbs if isinstance(cb, (AutoAnnealCB, AutoLRCB))), None)
     return {"workload": workload.name, "config": config.name, "seed": seed, "epochs": epochs, "lr": lr,
             "metric": workload.metric, "final": None if diverged else final, "diverged": diverged,
             "steps_to_target": to_target[0], "seconds_to_target": to_target[1], "steps": n_steps,
             "wall": time.perf_counter() - start, "history": history, "lrs": recorder.recs["lr"],
-            "decisions": anneal.decisions if anneal else []}  # fmt: skip
+            "decisions": anneal.decisions if anneal else [], "events": getattr(anneal, "events", [])}  # fmt: skip
 
 
 def run_path(out: Path, workload: str, config: str, seed: int) -> Path:

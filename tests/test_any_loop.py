@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrlab.annealer import AutoAnneal
+from lrlab.autolr import AutoLR
 from lrlab.callbacks.lr_finder import lr_find
 from lrlab.hyperparams import HyperRecorder, applied_hypers
 from lrlab.learner import Learner
@@ -47,7 +48,7 @@ def train_epoch(model, opt, data, scheduler=None) -> list[float]:
         opt.step()
         opt.zero_grad()
         if scheduler is not None:
-            scheduler.step(loss) if isinstance(scheduler, AutoAnneal) else scheduler.step()
+            scheduler.step(loss) if isinstance(scheduler, (AutoAnneal, AutoLR)) else scheduler.step()
         losses.append(float(loss.detach()))
     return losses
 
@@ -174,3 +175,77 @@ def test_applied_hypers_of_each_optimizer_family():
     group = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.5).param_groups[0]
     assert applied_hypers(group, extra=("dampening", "absent")) == {
         "lr": 0.1, "momentum": 0.9, "weight_decay": 0.5, "dampening": 0.0}  # fmt: skip
+
+
+def test_autolr_finds_its_lr_from_the_default_and_trains():
+    dls = tabular_dls()
+    model = mlp()
+    opt = Adam(model.parameters())  # the optimizer's default lr: nothing chosen
+    auto = AutoLR(opt, every=8)
+    dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+    for _ in range(4):
+        train_epoch(model, opt, dls.train, auto)
+        auto.epoch_end()
+    done = [e for e in auto.events if e["event"] == "search done"]
+    assert len(done) == 1 and done[0]["lr"] == pytest.approx(done[0]["best_lr"] / 4) and done[0]["best_lr"] > 1e-3
+    assert not [e for e in auto.events if e["event"] == "restore"] and auto.decisions
+    default = mlp()  # the same optimizer left at its default lr
+    default_opt = Adam(default.parameters())
+    dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+    for _ in range(4):
+        train_epoch(default, default_opt, dls.train)
+    assert accuracy(model, dls.valid) > accuracy(default, dls.valid) + 0.01
+
+
+def test_autolr_restores_the_last_good_state_on_a_spike_and_a_nan():
+    model = mlp()
+    opt = Adam(model.parameters(), lr=1e-2)
+    auto = AutoLR(opt, max_search=1, snapshot_every=5, factor=3.0)
+    x, y = tabular(256)
+    for i in range(12):
+        loss = F.cross_entropy(model(x[i * 16 : (i + 1) * 16]), y[i * 16 : (i + 1) * 16])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        auto.step(loss)
+    assert auto.phase == "anneal" and auto.snapshot["step"] == 10
+    good = [t.clone() for t in auto.snapshot["params"]]  # the state after step 10, the last snapshot
+    lr = auto.lr
+    with torch.no_grad():  # a step that wrecks the weights, and its loss
+        for p in model.parameters():
+            p.add_(100.0)
+    auto.step(1e6)
+    assert all(torch.equal(p, g) for p, g in zip(model.parameters(), good))
+    assert auto.lr == pytest.approx(lr / 3) and auto.events[-1]["event"] == "restore"
+    auto.step(float("nan"))
+    assert auto.lr == pytest.approx(lr / 9) and auto.events[-1]["loss"] != auto.events[-1]["loss"]  # NaN
+
+
+def test_autolr_resumes_exactly_and_refuses_bad_settings():
+    dls = tabular_dls()
+
+    def run(epochs: int, state=None):
+        model = mlp()
+        opt = Adam(model.parameters())
+        auto = AutoLR(opt, every=8)
+        if state is None:
+            dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            auto.load_state_dict(state["auto"])
+            dls.train.load_state_dict(state["loader"])
+        for _ in range(epochs):
+            train_epoch(model, opt, dls.train, auto)
+            auto.epoch_end()
+        return model, auto, {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+                             "auto": copy.deepcopy(auto.state_dict()), "loader": dls.train.state_dict()}  # fmt: skip
+
+    full, full_auto, _ = run(3)
+    resumed, resumed_auto, _ = run(2, run(1)[2])
+    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), resumed.state_dict().values()))
+    assert resumed_auto.events == full_auto.events and resumed_auto.decisions == full_auto.decisions
+    with pytest.raises(ValueError, match="grow must be > 1, got 0.9"):
+        AutoLR(SGD(mlp().parameters(), lr=0.1), grow=0.9)
+    with pytest.raises(ValueError, match="needs the batch's loss"):
+        AutoLR(SGD(mlp().parameters(), lr=0.1)).step(None)

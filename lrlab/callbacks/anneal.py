@@ -9,10 +9,11 @@ never fires). The measures and rules are described in lrlab.annealer.
 from __future__ import annotations
 
 from lrlab.annealer import MEASURES, RULES, AutoAnneal, check_settings
+from lrlab.autolr import AutoLR
 from lrlab.callbacks.core import last_metric
 from lrlab.learner import Callback, Learner
 
-__all__ = ["MEASURES", "RULES", "AutoAnnealCB"]
+__all__ = ["MEASURES", "RULES", "AutoAnnealCB", "AutoLRCB"]
 
 
 class AutoAnnealCB(Callback):
@@ -95,3 +96,53 @@ class AutoAnnealCB(Callback):
         if self.annealer is not None:
             self._decisions = self.annealer.decisions
             self.annealer.remove()
+
+
+class AutoLRCB(Callback):
+    """AutoLR (lrlab.autolr) as a Learner callback: no lr to choose, restores the last good state on a
+    spike. Give the Learner any lr (the optimizer's default is a fine start): the search finds its own.
+
+    Args:
+        **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold).
+
+    Raises:
+        ValueError: a setting out of range (when the fit starts)."""
+
+    run_in_lr_find = False  # it follows or steers the real run
+
+    order = 10
+
+    def __init__(self, **settings) -> None:
+        self.settings = settings
+        self.autolr: AutoLR | None = None
+
+    @property
+    def decisions(self) -> list[dict]:
+        """The annealer's checks after the search."""
+        return self.autolr.decisions if self.autolr is not None else []
+
+    @property
+    def events(self) -> list[dict]:
+        """The search's result and every restore of the last good state."""
+        return self.autolr.events if self.autolr is not None else []
+
+    def before_fit(self, learn: Learner) -> None:
+        self.autolr = AutoLR(learn.opt, **self.settings)
+
+    def after_batch(self, learn: Learner) -> None:
+        if learn.training:
+            self.autolr.step(learn.loss)
+
+    def after_epoch(self, learn: Learner) -> None:
+        if learn.training:
+            self.autolr.epoch_end()
+
+    def state_dict(self) -> dict:
+        return self.autolr.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.autolr.load_state_dict(state)
+
+    def cleanup_fit(self, learn: Learner) -> None:
+        if self.autolr is not None:
+            self.autolr.remove()

@@ -1,0 +1,183 @@
+"""AutoLR: the annealer's second version. No lr to choose, it cannot diverge, and every decision is recorded.
+
+Three parts, all driven by `step(loss)` after each optimizer step, in any loop (it watches the optimizer
+through torch's hooks, as AutoAnneal does; knows no Learner):
+
+1. **Search** (no lr to choose): from the optimizer's own lr (its default), the lr grows by `grow` each step
+   while training goes on, an lr range test that does not waste its steps. It stops when the smoothed loss
+   rises `rise` above its best, or is non-finite, or after `max_search` steps; the weights and optimizer
+   state go back to the last snapshot taken while the loss was improving, and the lr is set to the lr of the
+   best smoothed loss divided by `margin`.
+2. **Anneal**: then an AutoAnneal (the noise measure, ratio rule) divides the lr when the gradient noise
+   says training bounces around an optimum.
+3. **Guard** (it cannot diverge): in either phase, a non-finite loss or one `spike` times its moving average
+   restores the last good snapshot (weights and optimizer state) and divides the lr by `factor`.
+
+Events (the search's result, every guard restore) are in `events`; the annealer's checks in `decisions`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from lrlab.annealer import AutoAnneal
+
+
+class AutoLR:
+    """Find a starting lr, anneal it from training statistics, and restore the last good state on a spike.
+
+    Args:
+        optimizer: any torch.optim.Optimizer; its current lr is where the search starts.
+        grow: the lr's factor per search step; rise: the smoothed loss's rise over its best that ends the
+            search; margin: the found lr is the best-loss lr / margin; max_search: the most search steps.
+        spike: a loss above spike x its moving average is a divergence; factor: the lr divisor after one.
+        snapshot_every: steps between snapshots of the last good state.
+        every, threshold: the annealer's check interval and ratio threshold (see AutoAnneal).
+
+    Raises:
+        ValueError: a setting out of range, named."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        grow: float = 1.1,
+        rise: float = 0.25,
+        margin: float = 4.0,
+        max_search: int = 150,
+        spike: float = 4.0,
+        factor: float = 3.0,
+        snapshot_every: int = 20,
+        every: int = 50,
+        threshold: float = 1.5,
+    ) -> None:
+        for name, value, low in (("grow", grow, 1.0), ("margin", margin, 1.0), ("spike", spike, 1.0),
+                                 ("factor", factor, 1.0), ("rise", rise, 0.0)):  # fmt: skip
+            if not value > low:
+                raise ValueError(f"{name} must be > {low:g}, got {value!r}")
+        for name, value in (("max_search", max_search), ("snapshot_every", snapshot_every), ("every", every)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.optimizer, self.grow, self.rise, self.margin, self.max_search = optimizer, grow, rise, margin, max_search
+        self.spike, self.factor, self.snapshot_every = spike, factor, snapshot_every
+        self.every, self.threshold = every, threshold
+        self.phase, self.step_count, self.events = "search", 0, []
+        self.avg, self.n_avg = 0.0, 0  # the loss's moving average (bias-corrected)
+        self.best_loss, self.best_lr = math.inf, self.lr
+        self.anneal: AutoAnneal | None = None
+        self.snapshot = self._take_snapshot()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def decisions(self) -> list[dict]:
+        """The annealer's checks (none during the search)."""
+        return self.anneal.decisions if self.anneal is not None else []
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _smoothed(self) -> float:
+        return self.avg / (1 - 0.9**self.n_avg) if self.n_avg else math.inf
+
+    def _take_snapshot(self) -> dict:
+        params = [p.detach().clone() for g in self.optimizer.param_groups for p in g["params"]]
+        return {"params": params, "opt": copy.deepcopy(self.optimizer.state_dict()), "step": self.step_count}
+
+    def _restore(self, lr: float) -> None:
+        with torch.no_grad():
+            live = [p for g in self.optimizer.param_groups for p in g["params"]]
+            for p, saved in zip(live, self.snapshot["params"]):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(copy.deepcopy(self.snapshot["opt"]))
+        self._set_lr(lr)
+        self.avg, self.n_avg = 0.0, 0
+
+    # -- what the loop calls -------------------------------------------------------------------------
+    def step(self, loss: float | torch.Tensor) -> None:
+        """After each optimizer step, with that batch's training loss.
+
+        Raises:
+            ValueError: no loss (AutoLR needs it to search and to guard)."""
+        if loss is None:
+            raise ValueError("AutoLR.step needs the batch's loss: step(loss)")
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        self.step_count += 1
+        if self._diverged(value):
+            return
+        self.n_avg += 1
+        self.avg = 0.9 * self.avg + 0.1 * value
+        if self.phase == "search":
+            self._search_step()
+        else:
+            self.anneal.step(value)
+            if self.step_count % self.snapshot_every == 0:
+                self.snapshot = self._take_snapshot()
+
+    def epoch_end(self) -> None:
+        """At each epoch's end (the annealer checks every `every` steps; this keeps its epoch count)."""
+        if self.anneal is not None:
+            self.anneal.epoch_end()
+
+    def _diverged(self, value: float) -> bool:
+        smoothed = self._smoothed()
+        spiked = self.n_avg > 5 and value > self.spike * smoothed
+        if math.isfinite(value) and not spiked:
+            return False
+        new_lr = (self.best_lr / self.margin if self.phase == "search" else self.lr) / self.factor
+        self.events.append({"step": self.step_count, "event": "restore", "phase": self.phase, "loss": value,
+                            "smoothed": smoothed, "old_lr": self.lr, "new_lr": new_lr,
+                            "to_step": self.snapshot["step"]})  # fmt: skip
+        self._restore(new_lr)
+        if self.phase == "search":
+            self._start_annealing(new_lr, "diverged during the search")
+        return True
+
+    SETTLE = 10  # steps before the moving average is trusted (its first values follow single batches)
+
+    def _search_step(self) -> None:
+        smoothed = self._smoothed()
+        if self.n_avg >= self.SETTLE and smoothed < self.best_loss:
+            self.best_loss, self.best_lr = smoothed, self.lr
+            if self.step_count % 5 == 0:
+                self.snapshot = self._take_snapshot()
+        worse = self.n_avg >= 2 * self.SETTLE and smoothed > (1 + self.rise) * self.best_loss
+        if worse or self.step_count >= self.max_search:
+            lr = self.best_lr / self.margin
+            self._restore(lr)
+            self._start_annealing(lr, "loss rose" if worse else "search limit")
+            return
+        self._set_lr(self.lr * self.grow)
+
+    def _start_annealing(self, lr: float, why: str) -> None:
+        self.events.append({"step": self.step_count, "event": "search done", "why": why, "best_lr": self.best_lr,
+                            "best_loss": self.best_loss, "lr": lr})  # fmt: skip
+        self.phase = "anneal"
+        self.anneal = AutoAnneal(self.optimizer, every=self.every, threshold=self.threshold, factor=self.factor)
+        self.snapshot = self._take_snapshot()
+
+    def remove(self) -> None:
+        """Detach the annealer from the optimizer."""
+        if self.anneal is not None:
+            self.anneal.remove()
+
+    STATE = ("phase", "step_count", "events", "avg", "n_avg", "best_loss", "best_lr", "snapshot")
+
+    def state_dict(self) -> dict:
+        state = {k: getattr(self, k) for k in self.STATE}
+        state["anneal"] = self.anneal.state_dict() if self.anneal is not None else None
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k])
+        if state["anneal"] is not None:
+            if self.anneal is None:
+                self.anneal = AutoAnneal(self.optimizer, every=self.every, threshold=self.threshold,
+                                         factor=self.factor)  # fmt: skip
+            self.anneal.load_state_dict(state["anneal"])
