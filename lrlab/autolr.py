@@ -64,6 +64,7 @@ class AutoLR:
         self.spike, self.factor, self.snapshot_every = spike, factor, snapshot_every
         self.every, self.threshold = every, threshold
         self.phase, self.step_count, self.events = "search", 0, []
+        self.history: dict[str, list[float]] = {"lr": [], "loss": []}  # per step: the lr applied, the loss
         self.avg, self.n_avg = 0.0, 0  # the loss's moving average (bias-corrected)
         self.best_loss, self.best_lr = math.inf, self.lr
         self.anneal: AutoAnneal | None = None
@@ -107,6 +108,8 @@ class AutoLR:
         if loss is None:
             raise ValueError("AutoLR.step needs the batch's loss: step(loss)")
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        self.history["lr"].append(self.lr)
+        self.history["loss"].append(value)
         self.step_count += 1
         if self._diverged(value):
             return
@@ -166,7 +169,35 @@ class AutoLR:
         if self.anneal is not None:
             self.anneal.remove()
 
-    STATE = ("phase", "step_count", "events", "avg", "n_avg", "best_loss", "best_lr", "snapshot")
+    def plot(self, path="autolr.png"):
+        """The lr, the loss and the annealer's statistic against the step, with the search's end and every
+        restore marked; saved as PNG and returned."""
+        import matplotlib.pyplot as plt
+
+        from lrlab.plots import save
+
+        fig, (ax_lr, ax_loss, ax_stat) = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+        steps = range(1, len(self.history["lr"]) + 1)
+        ax_lr.plot(steps, self.history["lr"])
+        ax_lr.set(yscale="log", ylabel="lr")
+        finite = [v if math.isfinite(v) else math.nan for v in self.history["loss"]]
+        ax_loss.plot(steps, finite, alpha=0.5)
+        ax_loss.set(yscale="log", ylabel="training loss")
+        ax_stat.plot([d["step"] for d in self.decisions], [d["ratio"] for d in self.decisions], marker=".")
+        ax_stat.axhline(self.threshold, color="C3", linestyle=":", label=f"threshold {self.threshold:g}")
+        ax_stat.set(ylabel="noise / its best", xlabel="step")
+        ax_stat.legend(fontsize=8)
+        for event in self.events:
+            color = "C2" if event["event"] == "search done" else "C3"
+            for ax in (ax_lr, ax_loss, ax_stat):
+                ax.axvline(event["step"], color=color, linestyle="--", alpha=0.7)
+        for ax in (ax_lr, ax_loss, ax_stat):
+            ax.grid(alpha=0.3)
+        ax_lr.set_title("AutoLR: search (green), restores (red), annealer checks")
+        save(fig, path)
+        return fig
+
+    STATE = ("phase", "step_count", "events", "history", "avg", "n_avg", "best_loss", "best_lr", "snapshot")
 
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in self.STATE}

@@ -249,3 +249,15 @@ def test_autolr_resumes_exactly_and_refuses_bad_settings():
         AutoLR(SGD(mlp().parameters(), lr=0.1), grow=0.9)
     with pytest.raises(ValueError, match="needs the batch's loss"):
         AutoLR(SGD(mlp().parameters(), lr=0.1)).step(None)
+
+
+def test_autolr_plot_shows_lr_loss_and_statistic(tmp_path):
+    dls = tabular_dls()
+    model = mlp()
+    opt = Adam(model.parameters())
+    auto = AutoLR(opt, every=8)
+    for _ in range(2):
+        train_epoch(model, opt, dls.train, auto)
+    assert len(auto.history["lr"]) == 2 * len(dls.train) == len(auto.history["loss"])
+    fig = auto.plot(tmp_path / "autolr.png")
+    assert (tmp_path / "autolr.png").stat().st_size > 5000 and len(fig.axes) == 3
