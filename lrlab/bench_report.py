@@ -50,19 +50,20 @@ def better(workload: str, a: float, b: float) -> bool:
     return a > b if get_workload(workload).higher_is_better else a < b
 
 
-def entrants(runs: Sequence[dict]) -> dict[str, dict[str, str]]:
+def entrants(runs: Sequence[dict], by: str = "steps") -> dict[str, dict[str, str]]:
     """Entrant name -> {workload: the config it uses there}.
 
-    "FAMILY (tuned)": a schedule family at its best lr of the grid on each workload (by mean final metric);
-    "FAMILY (default)" / "FAMILY (calibrated)": a lr-free family at its published default, and at the one
-    setting with the best profile score across all workloads; single configs stand as themselves."""
+    "FAMILY (tuned)": a schedule family at its best lr of the grid on each workload: fewest steps to the
+    target (by="steps", for the profile; ties go to the better final metric), or best final metric
+    (by="final"); "FAMILY (default)" / "FAMILY (calibrated)": a lr-free family at its published default, and
+    at the one setting with the best profile score across all workloads; single configs stand as themselves."""
     workloads = list(dict.fromkeys(r["workload"] for r in runs))
     configs = set(r["config"] for r in runs)
     out: dict[str, dict[str, str]] = {}
     for family in SCHEDULES:
         members = sorted(c for c in configs if c.split("@")[0] == family and c not in SINGLE)
         if members:
-            out[f"{family} (tuned)"] = {w: best_config(runs, w, members) for w in workloads}
+            out[f"{family} (tuned)"] = {w: best_config(runs, w, members, by) for w in workloads}
     for name in SINGLE:
         if name in configs:
             out[name] = dict.fromkeys(workloads, name)
@@ -77,12 +78,35 @@ def entrants(runs: Sequence[dict]) -> dict[str, dict[str, str]]:
     return out
 
 
-def best_config(runs: Sequence[dict], workload: str, members: Sequence[str]) -> str:
+def best_config(runs: Sequence[dict], workload: str, members: Sequence[str], by: str = "final") -> str:
+    """The member that is best on one workload: by final metric, or by steps to target (then final metric)."""
     best = members[0]
     for config in members[1:]:
-        if better(workload, mean_final(runs, workload, config), mean_final(runs, workload, best)):
+        final_better = better(workload, mean_final(runs, workload, config), mean_final(runs, workload, best))
+        if by == "steps":
+            steps, best_steps = median_steps(runs, workload, config), median_steps(runs, workload, best)
+            if steps < best_steps or (steps == best_steps and final_better):
+                best = config
+        elif final_better:
             best = config
     return best
+
+
+def final_table(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> str:
+    """Each entrant's final metric (mean ± std over seeds) on each workload, at the workloads' epochs."""
+    workloads = list(dict.fromkeys(r["workload"] for r in runs))
+    lines = ["| entrant | " + " | ".join(f"{w} ({get_workload(w).metric})" for w in workloads) + " |",
+             "|---|" + "---|" * len(workloads)]  # fmt: skip
+    for e, per in chosen.items():
+        cells = []
+        for w in workloads:
+            values = final_values(runs, w, per[w])
+            ok = [v for v in values if math.isfinite(v)]
+            spread = statistics.stdev(ok) if len(ok) > 1 else 0.0
+            cell = f"{statistics.fmean(ok):.4f} ± {spread:.4f}" if ok else "diverged"
+            cells.append(cell + (f" ({len(values) - len(ok)} diverged)" if ok and len(ok) < len(values) else ""))
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def ratios(times: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -185,7 +209,8 @@ def write_report(
     plots = plot_curves(runs, out, stem)
     workloads = list(dict.fromkeys(r["workload"] for r in runs))
     parts = [f"# {title}", "", notes, "", "## Performance profile (steps to target)", "",
-             profile_table(runs, chosen), "", "## Per workload", ""]  # fmt: skip
+             profile_table(runs, chosen), "", "## Final metric of each entrant (tuned on the final metric)", "",
+             final_table(runs, entrants(runs, by="final")), "", "## Per workload", ""]  # fmt: skip
     for workload in workloads:
         parts += [workload_table(runs, workload), "", f"![{workload}]({stem}-curves-{workload}.png)", ""]
     md = "\n".join(parts)

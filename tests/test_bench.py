@@ -57,8 +57,9 @@ def test_entrants_tune_schedules_per_workload_and_calibrate_lr_free_methods_once
         fake_run("regression", "schedulefree@2.5e-3", 0, 0.07, 500),
         fake_run("regression", "schedulefree@5e-3", 0, 0.08, 250),
     ]  # fmt: skip
-    chosen = entrants(runs)
-    assert chosen["constant (tuned)"] == {"linear": "constant@1e-3", "regression": "constant@1e-2"}
+    by_final, chosen = entrants(runs, by="final"), entrants(runs)
+    assert by_final["constant (tuned)"] == {"linear": "constant@1e-3", "regression": "constant@1e-2"}
+    assert chosen["constant (tuned)"] == {"linear": "constant@1e-2", "regression": "constant@1e-2"}  # fewest steps
     assert chosen["schedulefree (default)"] == {"linear": "schedulefree@2.5e-3", "regression": "schedulefree@2.5e-3"}
     assert chosen["schedulefree (calibrated)"] == {"linear": "schedulefree@5e-3", "regression": "schedulefree@5e-3"}
 
