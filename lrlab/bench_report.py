@@ -103,7 +103,7 @@ def final_table(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> str:
             values = final_values(runs, w, per[w])
             ok = [v for v in values if math.isfinite(v)]
             spread = statistics.stdev(ok) if len(ok) > 1 else 0.0
-            cell = f"{statistics.fmean(ok):.4f} ± {spread:.4f}" if ok else "diverged"
+            cell = f"{statistics.fmean(ok):.4f} ± {spread:.4f}" if ok else ("diverged" if values else "not run")
             cells.append(cell + (f" ({len(values) - len(ok)} diverged)" if ok and len(ok) < len(values) else ""))
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
