@@ -19,6 +19,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lrlab.lightning needs Lightning: pip install 'lrlab[lightning]'") from error
 
 from lrlab.annealer import AutoAnneal, check_settings
+from lrlab.autolr import AutoLR
 from lrlab.hyperparams import HyperRecorder
 from lrlab.lr_range import LRFindResult, find_lr_with
 
@@ -116,6 +117,40 @@ class AutoAnnealCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = state_dict or None
+
+
+class AutoLRCallback(pl.Callback):
+    """AutoLR (lrlab.autolr) in a Lightning Trainer: it searches its own lr from the optimizer's, anneals,
+    and restores the last good state on a spike; stepped with each batch's loss.
+
+    Args:
+        **settings: AutoLR's.
+
+    After fit, `autolr` holds it (`events`, `decisions`, `plot(path)`).
+
+    Raises:
+        ValueError: at fit start, more than one optimizer, an lr scheduler of the module's own, or gradient
+            accumulation (as AutoAnnealCallback)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        self.autolr: AutoLR | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizer = _only_optimizer(trainer, "AutoLRCallback")
+        if trainer.lr_scheduler_configs or trainer.accumulate_grad_batches != 1:
+            raise ValueError("AutoLRCallback sets the lr itself, once per batch: remove the module's lr scheduler "
+                             "and gradient accumulation")  # fmt: skip
+        self.autolr = AutoLR(optimizer, **self.settings)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.autolr.step(outputs.get("loss") if isinstance(outputs, dict) else outputs)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.autolr.epoch_end()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.autolr.remove()
 
 
 def one_optimizer(configured: Any) -> torch.optim.Optimizer:

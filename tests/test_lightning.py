@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrlab.lightning import AutoAnnealCallback, HyperRecorderCallback, lr_find_module
+from lrlab.lightning import AutoAnnealCallback, AutoLRCallback, HyperRecorderCallback, lr_find_module
 from lrlab.optim import Adam
 from lrlab.schedules import sched_lrs
 from tests.test_any_loop import tabular
@@ -100,3 +100,13 @@ def test_lr_find_on_a_lightning_module_restores_it():
     found = lr_find_module(module, loaders()[0], start_lr=1e-5, max_lr=10.0)
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
     assert 1e-4 < found.suggestion < 1.0 and len(found.lrs) > 10
+
+
+def test_autolr_as_a_lightning_callback_searches_from_the_default(tmp_path):
+    module = TabularModule(lr=1e-3)
+    auto, recorder = AutoLRCallback(every=8), HyperRecorderCallback()
+    train, valid = loaders()
+    trainer(tmp_path, 3, [auto, recorder]).fit(module, train, valid)
+    done = [e for e in auto.autolr.events if e["event"] == "search done"]
+    assert len(done) == 1 and max(recorder.recorder["lr"]) > 1e-2  # it went looking well above the default
+    assert float(module.trainer.callback_metrics["val_acc"]) > 0.65
