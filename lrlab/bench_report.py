@@ -50,6 +50,20 @@ def better(workload: str, a: float, b: float) -> bool:
     return a > b if get_workload(workload).higher_is_better else a < b
 
 
+def complete_workloads(runs: Sequence[dict]) -> tuple[list[str], list[str]]:
+    """Workloads on which every configuration of the runs has run with the same seeds (a fair comparison),
+    and the others (a grid still running, or cut short), as 'name (k of n configs)'."""
+    configs = set(r["config"] for r in runs)
+    complete, partial = [], []
+    for w in dict.fromkeys(r["workload"] for r in runs):
+        seeds = {c: {r["seed"] for r in runs if r["workload"] == w and r["config"] == c} for c in configs}
+        if all(seeds[c] and seeds[c] == seeds[next(iter(configs))] for c in configs):
+            complete.append(w)
+        else:
+            partial.append(f"{w} ({sum(bool(v) for v in seeds.values())} of {len(configs)} configs)")
+    return complete, partial
+
+
 def entrants(runs: Sequence[dict], by: str = "steps") -> dict[str, dict[str, str]]:
     """Entrant name -> {workload: the config it uses there}.
 
@@ -205,12 +219,18 @@ def write_report(
     if not runs:
         raise ValueError("no result files to report: run `lrlab bench` first")
     out = Path(out)
-    chosen = entrants(runs)
+    complete, partial = complete_workloads(runs)
+    fair = [r for r in runs if r["workload"] in complete]
     plots = plot_curves(runs, out, stem)
     workloads = list(dict.fromkeys(r["workload"] for r in runs))
+    left_out = f" Not in these two tables (not every config has run there): {', '.join(partial)}." if partial else ""
     parts = [f"# {title}", "", notes, "", "## Performance profile (steps to target)", "",
-             profile_table(runs, chosen), "", "## Final metric of each entrant (tuned on the final metric)", "",
-             final_table(runs, entrants(runs, by="final")), "", "## Per workload", ""]  # fmt: skip
+             f"Over the workloads every configuration has run on: {', '.join(complete) or 'none yet'}.{left_out}",
+             ""]  # fmt: skip
+    if fair:
+        parts += [profile_table(fair, entrants(fair)), "", "## Final metric of each entrant (tuned on the final "
+                  "metric)", "", final_table(fair, entrants(fair, by="final")), ""]  # fmt: skip
+    parts += ["## Per workload", ""]
     for workload in workloads:
         parts += [workload_table(runs, workload), "", f"![{workload}]({stem}-curves-{workload}.png)", ""]
     md = "\n".join(parts)

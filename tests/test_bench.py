@@ -24,7 +24,7 @@ from lrlab.bench import (
     shard_of,
     wsd_lambda,
 )
-from lrlab.bench_report import entrants, profile, profile_score, ratios, write_report
+from lrlab.bench_report import complete_workloads, entrants, profile, profile_score, ratios, write_report
 
 INF = math.inf
 
@@ -143,3 +143,9 @@ def test_report_of_nothing_says_so(tmp_path):
     with pytest.raises(ValueError, match="no result files to report"):
         write_report([], tmp_path)
     assert json.loads(json.dumps(load_runs(tmp_path))) == []
+
+
+def test_only_workloads_every_config_ran_on_enter_the_profile():
+    runs = [fake_run("linear", c, s, 0.03, 100) for c in ("constant@1e-3", "wsd@1e-3") for s in (0, 1)]
+    runs += [fake_run("regression", "constant@1e-3", 0, 0.05, 100)]
+    assert complete_workloads(runs) == (["linear"], ["regression (1 of 2 configs)"])
