@@ -491,3 +491,10 @@ def check_lr(lr: float) -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     return float(lr)
+
+
+# The optimizers since Adam live in their own file (it imports this one); registering them here means every
+# `from lrlab.optim import OPTIMIZERS` (the CLI's --opt, `lrlab optimizers`) lists them.
+from lrlab.optim_since_adam import SINCE_ADAM  # noqa: E402
+
+OPTIMIZERS.update(SINCE_ADAM)

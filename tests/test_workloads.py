@@ -27,7 +27,8 @@ SHORT_RUNS = [
 
 
 @pytest.mark.parametrize("name, config, epochs, good", SHORT_RUNS, ids=[r[0] for r in SHORT_RUNS])
-def test_each_workload_beats_its_trivial_baseline(name, config, epochs, good, data_dir):
+def test_each_workload_beats_its_trivial_baseline(name, config, epochs, good, data_dir, monkeypatch):
+    monkeypatch.setenv("LRLAB_DATA", str(data_dir))
     workload = get_workload(name)
     baseline = workload.baseline(workload.loaders(0))
     record = run_one(workload, parse_config(config), seed=0, epochs=epochs)
