@@ -38,6 +38,10 @@ TORCH_TWIN = {
     "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9),
     "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=1e-2),
     "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2),
+    "nadam": lambda ps: torch.optim.NAdam(ps, lr=1e-2),
+    "radam": lambda ps: torch.optim.RAdam(ps, lr=1e-2),
+    # torch has no Lion: a twin with the same betas (the schedulers see only lr and betas) stands in for it
+    "lion": lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.9, 0.99)),
 }
 
 
@@ -72,7 +76,7 @@ def test_scheduler_drives_lrlab_optimizer_like_torchs(sched_name, opt_name):
     assert our_lrs == pytest.approx(their_lrs)
     if sched_name != "ReduceLROnPlateau":
         assert len(set(our_lrs)) > 1, "the schedule should have changed the lr"
-    if opt_name in ("adam", "momentum"):
+    if opt_name != "sgd" and opt_name != "rmsprop":  # both sides have a momentum or a beta1 to cycle
         assert our_moms == pytest.approx(their_moms)
 
 
@@ -90,6 +94,9 @@ TORCH_TWIN_FOR_TENSOR_LR = {  # torch's single-tensor paths take a tensor lr
     "momentum": lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=0.9, foreach=False),
     "rmsprop": lambda ps, lr: torch.optim.RMSprop(ps, lr=lr, foreach=False),
     "adam": lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False),
+    "nadam": lambda ps, lr: torch.optim.NAdam(ps, lr=lr, foreach=False),
+    "radam": lambda ps, lr: torch.optim.RAdam(ps, lr=lr, foreach=False),
+    "lion": lambda ps, lr: torch.optim.Adam(ps, lr=lr, betas=(0.9, 0.99), foreach=False),  # the lr's twin
 }
 
 
@@ -107,7 +114,7 @@ def test_a_tensor_lr_is_taken_as_torch_takes_it(opt_name, sched_name, impl):
     assert isinstance(ours.param_groups[0]["lr"], torch.Tensor)  # left a tensor, as torch leaves it
     # the same weights where the rules coincide (lrlab's momentum is the lesson's damped one; torch's SGD gets
     # momentum 0.85-0.95 from cycling schedulers, which lrlab's SGD, having none, refuses to invent)
-    if opt_name == "adam" or (opt_name == "sgd" and sched_name not in ("OneCycleLR", "CyclicLR")):
+    if opt_name in ("adam", "nadam", "radam") or (opt_name == "sgd" and sched_name not in ("OneCycleLR", "CyclicLR")):
         assert torch.allclose(ours_p, theirs_p, atol=1e-6)
     plain = OPTIMIZERS[opt_name]([torch.zeros(3, requires_grad=True)], lr=1e-2, impl=impl)
     plain_lrs, _ = drive(plain, MAKERS[sched_name](plain))
