@@ -13,7 +13,7 @@ from lrlab.cli import main
 def test_optimizers_lists_each_with_defaults(capsys):
     assert main(["optimizers"]) == 0
     out = capsys.readouterr().out
-    for text in ("sgd", "momentum", "rmsprop", "adam", "betas=(0.9, 0.999)", "alpha=0.99"):
+    for text in ("sgd", "momentum", "rmsprop", "adam", "nadam", "radam", "lion", "betas=(0.9, 0.999)", "alpha=0.99"):
         assert text in out
 
 
