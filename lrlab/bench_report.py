@@ -184,24 +184,30 @@ def profile_table(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> st
 
 
 def plot_curves(runs: Sequence[dict], out: Path, stem: str = "report") -> list[Path]:
-    """Per workload: the validation metric by epoch, mean over seeds, one line per config."""
+    """Per workload: the validation metric by epoch, mean over seeds, one line per entrant (tuned on the final
+    metric; a line per config would be unreadable), in distinct colours and line styles."""
     import matplotlib.pyplot as plt
 
     from lrlab.plots import save
 
+    chosen, styles = entrants(runs, by="final"), ("-", "--", ":", "-.")
     paths = []
     for workload in dict.fromkeys(r["workload"] for r in runs):
         w = get_workload(workload)
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for config in dict.fromkeys(r["config"] for r in runs if r["workload"] == workload):
-            mine = [r for r in runs if r["workload"] == workload and r["config"] == config and not r["diverged"]]
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for i, (entrant, per) in enumerate(chosen.items()):
+            mine = [r for r in runs if r["workload"] == workload and r["config"] == per.get(workload)
+                    and not r["diverged"]]  # fmt: skip
             if not mine:
                 continue
             n = min(len(r["history"]) for r in mine)
             ys = [statistics.fmean(w.score(r["history"][e].get("valid_loss", math.nan), r["history"][e].get(
                 "valid_acc")) for r in mine) for e in range(n)]  # fmt: skip
-            ax.plot(range(1, n + 1), ys, marker=".", label=config)
+            ax.plot(range(1, n + 1), ys, marker=".", linestyle=styles[i // 10 % 4], color=f"C{i % 10}",
+                    label=f"{entrant}: {per[workload]}")  # fmt: skip
         ax.set(xlabel="epoch", ylabel=f"valid {w.metric} (mean over seeds)", title=workload)
+        if w.metric != "accuracy":
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
         paths.append(out / f"{stem}-curves-{workload}.png")
