@@ -79,7 +79,7 @@ def test_they_are_registered_and_refuse_compile():
         Lion([torch.zeros(2, requires_grad=True)], compile=True)
 
 
-@pytest.mark.parametrize("opt_func, lr", [(NAdam, 2e-2), (RAdam, 1e-2), (partial(Lion, betas=(0.95, 0.98)), 3e-3)],
+@pytest.mark.parametrize("opt_func, lr", [(NAdam, 2e-2), (RAdam, 2e-2), (partial(Lion, betas=(0.95, 0.98)), 3e-3)],
                          ids=["nadam", "radam", "lion"])  # fmt: skip
 def test_each_trains_the_lesson_cnn_above_088_in_3_epochs(opt_func, lr, data_dir):
     from lrlab.data import get_dls
