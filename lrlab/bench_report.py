@@ -144,9 +144,13 @@ def profile_score(r: dict[str, float], tau_max: float = TAU_MAX) -> float:
     return area / (len(r) * (tau_max - 1))
 
 
+def entrant_ratios(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> dict[str, dict[str, float]]:
+    """Each entrant's steps-to-target ratio to the best entrant, per workload."""
+    return ratios({e: {w: median_steps(runs, w, c) for w, c in per.items()} for e, per in chosen.items()})
+
+
 def profile_scores(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> dict[str, float]:
-    times = {e: {w: median_steps(runs, w, c) for w, c in per.items()} for e, per in chosen.items()}
-    return {e: profile_score(r) for e, r in ratios(times).items()}
+    return {e: profile_score(r) for e, r in entrant_ratios(runs, chosen).items()}
 
 
 def workload_table(runs: Sequence[dict], workload: str) -> str:
@@ -170,9 +174,8 @@ def workload_table(runs: Sequence[dict], workload: str) -> str:
 
 
 def profile_table(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> str:
-    scores = profile_scores(runs, chosen)
-    times = {e: {w: median_steps(runs, w, c) for w, c in per.items()} for e, per in chosen.items()}
-    r = ratios(times)
+    r = entrant_ratios(runs, chosen)  # once: the scores come from the same ratios
+    scores = {e: profile_score(per) for e, per in r.items()}
     taus = (1.0, 1.5, 2.0, 4.0)
     lines = ["| entrant | score | " + " | ".join(f"rho({t:g})" for t in taus) + " | configs used |",
              "|---|---|" + "---|" * len(taus) + "---|"]  # fmt: skip

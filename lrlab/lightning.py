@@ -30,6 +30,20 @@ def _only_optimizer(trainer: pl.Trainer, who: str) -> torch.optim.Optimizer:
     return trainer.optimizers[0]
 
 
+def _sole_lr_driver(trainer: pl.Trainer, who: str) -> torch.optim.Optimizer:
+    """The optimizer, for a callback that sets the lr itself once per batch: no scheduler of the module's
+    (both would set the lr: one would silently undo the other), no gradient accumulation."""
+    optimizer = _only_optimizer(trainer, who)
+    if trainer.lr_scheduler_configs:
+        raise ValueError(f"{who} sets the lr itself: remove the lr scheduler from configure_optimizers")
+    if trainer.accumulate_grad_batches != 1:
+        raise ValueError(
+            f"{who} counts one optimizer step per batch; accumulate_grad_batches="
+            f"{trainer.accumulate_grad_batches} is not supported"
+        )
+    return optimizer
+
+
 class HyperRecorderCallback(pl.Callback):
     """Record the lr, momentum/betas and weight decay each optimizer step applied, per param group.
 
@@ -87,14 +101,7 @@ class AutoAnnealCallback(pl.Callback):
         self._loaded: dict | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        optimizer = _only_optimizer(trainer, "AutoAnnealCallback")
-        if trainer.lr_scheduler_configs:
-            raise ValueError("AutoAnnealCallback sets the lr itself: remove the lr scheduler from configure_optimizers")
-        if trainer.accumulate_grad_batches != 1:
-            raise ValueError(
-                f"AutoAnnealCallback counts one optimizer step per batch; accumulate_grad_batches="
-                f"{trainer.accumulate_grad_batches} is not supported"
-            )
+        optimizer = _sole_lr_driver(trainer, "AutoAnnealCallback")
         warmup = int(trainer.num_training_batches) if self.warmup is None else self.warmup
         self.annealer = AutoAnneal(optimizer, warmup=warmup, **self.settings)
         if self._loaded is not None:
@@ -137,10 +144,7 @@ class AutoLRCallback(pl.Callback):
         self.autolr: AutoLR | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        optimizer = _only_optimizer(trainer, "AutoLRCallback")
-        if trainer.lr_scheduler_configs or trainer.accumulate_grad_batches != 1:
-            raise ValueError("AutoLRCallback sets the lr itself, once per batch: remove the module's lr scheduler "
-                             "and gradient accumulation")  # fmt: skip
+        optimizer = _sole_lr_driver(trainer, "AutoLRCallback")
         self.autolr = AutoLR(optimizer, **self.settings)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

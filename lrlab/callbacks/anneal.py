@@ -56,7 +56,6 @@ class AutoAnnealCB(Callback):
                              beta=beta, tolerance=tolerance, rebase=rebase)  # fmt: skip
         self.warmup = warmup
         self.annealer: AutoAnneal | None = None
-        self._decisions: list[dict] = []
 
     def __getattr__(self, name: str):
         if name in ("measure", "rule", "threshold", "factor", "every"):
@@ -66,7 +65,7 @@ class AutoAnnealCB(Callback):
     @property
     def decisions(self) -> list[dict]:
         """Every check: step, epoch, measure, ratio, old_lr, new_lr, loss (a moving average)."""
-        return self.annealer.decisions if self.annealer is not None else self._decisions
+        return self.annealer.decisions if self.annealer is not None else []
 
     def before_fit(self, learn: Learner) -> None:
         warmup = len(learn.dls.train) if self.warmup is None else self.warmup
@@ -94,8 +93,7 @@ class AutoAnnealCB(Callback):
 
     def cleanup_fit(self, learn: Learner) -> None:
         if self.annealer is not None:
-            self._decisions = self.annealer.decisions
-            self.annealer.remove()
+            self.annealer.remove()  # kept, detached: its decisions stay readable
 
 
 class AutoLRCB(Callback):
