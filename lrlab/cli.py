@@ -127,12 +127,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
         plot_paths(results, data, out / "paths.png")
         print(f"wrote {out}/compare.png, paths.png, rmse-<sheet>.png")
         return 0
-    sheet = Sheet(args.target, data=args.data, textbook=args.textbook)
+    from lrlab.lab.notes import NOTES
+
+    sheet = Sheet(args.target, data=args.data, textbook=args.textbook or None)
+    print(f"{sheet.name}: {NOTES[sheet.name]}")
     if args.lr is not None:
         sheet.lr = args.lr
     for _ in range(args.runs):
         sheet.run(args.epochs or 5)
-    mode = "textbook" if args.textbook else "workbook"
+    mode = "textbook" if sheet.textbook else "workbook"
     print(f"{sheet.name} ({mode}): Reset, then {args.runs} Run(s) of {args.epochs or 5} epochs")
     print(history_table(sheet))
     print(
@@ -152,7 +155,7 @@ def _sheet_from(result: dict, args: argparse.Namespace):
     """A sheet holding a compare() result's history, for its chart."""
     from lrlab.lab import Sheet
 
-    sheet = Sheet(result["sheet"], data=args.data, textbook=args.textbook)
+    sheet = Sheet(result["sheet"], data=args.data, textbook=result["textbook"])
     sheet.history = result["history"]
     return sheet
 
@@ -301,8 +304,10 @@ def add_fit_parser(sub) -> None:
 
 def add_lab_and_grid_parsers(sub) -> None:
     """`lrlab lab`, `lrlab speedrun`, `lrlab compare` and `lrlab bench`."""
-    lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare all five, export a workbook")
-    lab.add_argument("target", help="basic | momentum | rmsprop | adam | adam_ann | compare | export")
+    lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare them all, export a workbook")
+    lab.add_argument(
+        "target", help="basic | momentum | rmsprop | adam | adam_ann | nadam | radam | lion | compare | export"
+    )
     lab.add_argument("file", nargs="?", help="the .xlsx to write (export)")
     lab.add_argument("--runs", type=positive_int, default=1, help="how many times to press Run")
     lab.add_argument("--epochs", type=positive_int, default=None, help="epochs per Run (5) / exported (10)")

@@ -9,7 +9,7 @@ import pytest
 from openpyxl import load_workbook
 
 from lrlab.cli import main
-from lrlab.lab import SHEETS
+from lrlab.lab.engine import WORKBOOK_SHEETS as SHEETS
 from lrlab.lab.export import export_workbook, find_soffice, read_values, recalculate
 from tests.conftest import require
 

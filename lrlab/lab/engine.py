@@ -17,11 +17,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lrlab.anneal import anneal_step
+from lrlab.lab import newer
 from lrlab.lab.data import WORKBOOK_ROWS, load_csv, random_rows
 from lrlab.optim import adam_rule, momentum_rule, rmsprop_rule, sgd_rule
 from lrlab.optim import check_lr as optim_check_lr
 
-SHEETS = ("basic", "momentum", "rmsprop", "adam", "adam_ann")
+WORKBOOK_SHEETS = ("basic", "momentum", "rmsprop", "adam", "adam_ann")  # the lesson's graddesc workbook
+TEXTBOOK_ONLY = tuple(newer.ROWS)  # optimizers since Adam: no workbook, so textbook mode only
+SHEETS = WORKBOOK_SHEETS + TEXTBOOK_ONLY
 # The workbook's hyperparameters after Reset: lr, beta1 (momentum EMA), beta2 (squared-gradient EMA).
 DEFAULTS = {
     "basic": {"lr": 1e-4},
@@ -29,6 +32,7 @@ DEFAULTS = {
     "rmsprop": {"lr": 0.02, "beta2": 0.9},
     "adam": {"lr": 1.0, "beta1": 0.9, "beta2": 0.9},
     "adam_ann": {"lr": 1.0, "beta1": 0.9, "beta2": 0.95},
+    **newer.DEFAULTS,
 }
 # Reset's warm-up as the macros do it: each pass's input state, per part (momentum, squares), comes from
 # "init" (0 for momentum, 10000 for squares), or ("out", j): the state after pass j's last row.
@@ -68,13 +72,17 @@ class Sheet:
         self,
         name: str,
         data: str | Path | Iterable[tuple[float, float]] | None = None,
-        textbook: bool = False,
+        textbook: bool | None = None,
         lr: float | None = None,
     ) -> None:
         if name not in SHEETS:
             raise LabError(f"unknown sheet {name!r}; choose one of {', '.join(SHEETS)}")
+        if textbook is None:
+            textbook = name in TEXTBOOK_ONLY
         if not isinstance(textbook, bool):
             raise LabError(f"textbook must be True or False, got {textbook!r}")
+        if name in TEXTBOOK_ONLY and not textbook:
+            raise LabError(f"{name} has no workbook sheet (the lesson's workbook stops at Adam): use textbook mode")
         self.name, self.textbook = name, textbook
         if data is None:
             rows = [(float(x), float(y)) for x, y in WORKBOOK_ROWS]
@@ -92,13 +100,20 @@ class Sheet:
         self.data: list[tuple[float, float]] = rows
         hp = DEFAULTS[name]
         self.beta1, self.beta2 = hp.get("beta1", 0.0), hp.get("beta2", 0.0)
-        self.has_mom = name in ("momentum", "adam", "adam_ann")
-        self.has_sq = name in ("rmsprop", "adam", "adam_ann")
+        self.has_mom = name in ("momentum", "adam", "adam_ann", *TEXTBOOK_ONLY)
+        self.has_sq = name in ("rmsprop", "adam", "adam_ann", "nadam", "radam")
         self._adam_hp: dict = {"lr": None}
         rmsprop_row = self._row_rmsprop if textbook else self._row_rmsprop_sheet
         self._update = {"basic": self._row_basic, "momentum": self._row_momentum, "rmsprop": rmsprop_row}.get(
             name, self._row_adam
         )
+        if name in TEXTBOOK_ONLY:
+            row_rule = newer.ROWS[name]
+
+            def since_adam_row(x, y, b, a, s, step, lr):
+                return row_rule(x, y, b, a, s, step, lr, self.beta1, self.beta2)
+
+            self._update = since_adam_row
         self._lr = check_lr(hp["lr"] if lr is None else lr)
         self.reset()
         if lr is not None:
@@ -128,7 +143,7 @@ class Sheet:
             out["mom"] = (self._s[0], self._s[1])
         if self.has_sq:
             out["sq"] = (self._s[2], self._s[3])
-        if self.textbook and self.name in ("adam", "adam_ann"):
+        if self.textbook and self.name in ("adam", "adam_ann", "nadam", "radam"):
             out["step"] = self._step
         return out
 
@@ -233,7 +248,10 @@ class Sheet:
         if self.name != "rmsprop":  # rmsprop's Reset leaves lr alone
             self._lr = DEFAULTS[self.name]["lr"]
         self.warmup_states = []
-        self._s = (0.0, 0.0, 0.0, 0.0) if self.textbook else self._warm_up((0.0, 0.0, 10000.0, 10000.0))
+        if self.textbook:
+            self._s = newer.INITIAL_STATE.get(self.name, (0.0, 0.0, 0.0, 0.0))
+        else:
+            self._s = self._warm_up((0.0, 0.0, 10000.0, 10000.0))
         return self
 
     def _warm_up(self, init: tuple) -> tuple:
@@ -358,10 +376,11 @@ def epochs_to_reach(
 
 def compare(names: Sequence[str] = SHEETS, cap: int = 10_000, data=None, textbook: bool = False) -> list[dict]:
     """Every sheet from Reset: epochs needed to come within 0.01 of the best line's a and 0.1 of its b (the
-    least-squares fit of the data: a=2, b=30 for the workbook's rows), None past the cap."""
+    least-squares fit of the data: a=2, b=30 for the workbook's rows), None past the cap. The sheets since
+    Adam run in textbook mode whatever `textbook` says (they have no workbook); each result names its mode."""
     results = []
     for name in names:
-        sheet = Sheet(name, data=data, textbook=textbook)
+        sheet = Sheet(name, data=data, textbook=textbook or name in TEXTBOOK_ONLY)
         target_a, target_b = least_squares(sheet.data)
         n = epochs_to_reach(sheet, cap=cap, true_a=target_a, true_b=target_b)
         results.append(
@@ -373,6 +392,7 @@ def compare(names: Sequence[str] = SHEETS, cap: int = 10_000, data=None, textboo
                 "lr": sheet.lr,
                 "history": sheet.history,
                 "target": (target_a, target_b),
+                "textbook": sheet.textbook,
             }  # fmt: skip
         )
     return results

@@ -19,7 +19,7 @@ from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font
 
 from lrlab.files import atomic_write
-from lrlab.lab.engine import DEFAULTS, SHEETS, WARMUPS, Sheet
+from lrlab.lab.engine import DEFAULTS, WARMUPS, WORKBOOK_SHEETS, Sheet
 
 # Data-row formulas per sheet: column -> (engine row key, formula). {r}: this row, {p}: the previous row
 # (the block's state row for the first data row), {lr}: the lr cell this block uses.
@@ -114,7 +114,7 @@ MAX_EPOCHS = 100  # 100 epochs: about 200,000 formulas, which spreadsheet progra
 def export_workbook(
     path: str | Path,
     epochs: int = 10,
-    names: Sequence[str] = SHEETS,
+    names: Sequence[str] = WORKBOOK_SHEETS,
     data: Iterable | str | Path | None = None,
     lrs: dict[str, float] | None = None,
 ) -> dict[tuple[str, str], float]:
@@ -130,9 +130,9 @@ def export_workbook(
             f"epochs must be an integer from 1 to {MAX_EPOCHS} (each epoch adds about 2,000 live formulas), "
             f"got {epochs!r}"
         )
-    unknown = [n for n in names if n not in SHEETS]
+    unknown = [n for n in names if n not in WORKBOOK_SHEETS]
     if unknown:
-        raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(SHEETS)}")
+        raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(WORKBOOK_SHEETS)}")
     lrs = lrs or {}
     sheets = {name: Sheet(name, data=data, lr=lrs.get(name)) for name in names}
     rows = next(iter(sheets.values())).data

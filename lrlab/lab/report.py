@@ -1,4 +1,4 @@
-"""The lab in pictures (PNG) and terminal tables: RMSE by epoch, five optimizers side by side, paths on the loss."""
+"""The lab in pictures (PNG) and terminal tables: RMSE by epoch, all the sheets side by side, paths on the loss."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def plot_compare(results: Sequence[dict], path: str | Path) -> plt.Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("error (sqrt of summed err^2)")
-    ax.set_title("five optimizers from Reset")
+    textbook = {res.get("textbook", False) for res in results}
+    ax.set_ylabel("rmse" if textbook == {True} else "error (workbook: sqrt of summed err^2; textbook: rmse)")
+    ax.set_title(f"{len(results)} optimizers from Reset")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     save(fig, path)
@@ -106,6 +107,7 @@ def compare_table(results: Sequence[dict], cap: int) -> str:
     for res in results:
         reached = res["epochs"] if res["epochs"] is not None else f"not within {cap}"
         final = res["history"][-1] if res["history"] else {"rmse": math.nan}
-        rows.append([res["sheet"], reached, res["a"], res["b"], res["lr"], final["rmse"]])
+        mode = "textbook" if res.get("textbook") else "workbook"
+        rows.append([res["sheet"], mode, reached, res["a"], res["b"], res["lr"], final["rmse"]])
     a, b = results[0].get("target", (2.0, 30.0)) if results else (2.0, 30.0)
-    return table(["sheet", f"epochs to |a-{a:.6g}|<0.01, |b-{b:.6g}|<0.1", "a", "b", "final lr", "error"], rows)
+    return table(["sheet", "mode", f"epochs to |a-{a:.6g}|<0.01, |b-{b:.6g}|<0.1", "a", "b", "final lr", "error"], rows)
