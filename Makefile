@@ -13,7 +13,7 @@ export MPLBACKEND ?= Agg
 $(BIN)/.installed: pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,lrfree,lightning,workloads]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,lrfree,lightning,workloads,web]'
 	touch $@
 
 run: $(BIN)/.installed

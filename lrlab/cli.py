@@ -12,6 +12,7 @@ from lrlab.console import (
     bounded_int,
     given_options,
     guard_stdout,
+    port_number,
     positive_float,
     positive_int,
     unit_interval,
@@ -102,6 +103,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from lrlab.lab.report import compare_table, history_table, plot_compare, plot_paths, plot_rmse, rows_table
 
     out = Path(args.out)
+    if args.target != "serve" and (args.port is not None or args.open):
+        raise ValueError(f"--port and --open belong to lrlab lab serve, not lrlab lab {args.target}")
+    if args.target == "serve":
+        return _serve_lab(args)
     if args.file and args.target != "export":
         raise ValueError(f"lrlab lab {args.target} takes no file argument (got {args.file!r}); only export writes one")
     if (args.epochs or 5) * args.runs > MAX_LAB_EPOCHS:
@@ -148,6 +153,22 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(rows_table(sheet))
     plot_rmse(sheet, out / f"rmse-{sheet.name}.png")
     print(f"wrote {out}/rmse-{sheet.name}.png")
+    return 0
+
+
+def _serve_lab(args: argparse.Namespace) -> int:
+    """`lrlab lab serve`: the browser lab until Ctrl-C."""
+    from lrlab.lab.server import serve
+
+    port = 8000 if args.port is None else args.port
+    try:
+        serve(port=port, open_browser=args.open, ready=lambda line: print(line, flush=True))
+    except OSError as e:
+        reason = e.strerror or e
+        hint = "choose another with --port (0: any free one)"
+        raise ValueError(f"cannot serve on port {port}: {reason}; {hint}") from None
+    except RuntimeError as e:  # plotly missing
+        raise ValueError(str(e)) from None
     return 0
 
 
@@ -306,7 +327,8 @@ def add_lab_and_grid_parsers(sub) -> None:
     """`lrlab lab`, `lrlab speedrun`, `lrlab compare` and `lrlab bench`."""
     lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare them all, export a workbook")
     lab.add_argument(
-        "target", help="basic | momentum | rmsprop | adam | adam_ann | nadam | radam | lion | compare | export"
+        "target",
+        help="basic | momentum | rmsprop | adam | adam_ann | nadam | radam | lion | compare | export | serve",
     )
     lab.add_argument("file", nargs="?", help="the .xlsx to write (export)")
     lab.add_argument("--runs", type=positive_int, default=1, help="how many times to press Run")
@@ -319,6 +341,8 @@ def add_lab_and_grid_parsers(sub) -> None:
         "--cap", type=bounded_int(MAX_LAB_EPOCHS), default=10_000, help="compare: give up after this many epochs"
     )
     lab.add_argument("--out", default="runs/lab", help="folder for the charts")
+    lab.add_argument("--port", type=port_number, default=None, help="serve: the port (8000; 0 picks a free one)")
+    lab.add_argument("--open", action="store_true", help="serve: open the page in the default browser")
     lab.set_defaults(func=cmd_lab)
 
     speed = sub.add_parser("speedrun", help="the best model a time budget buys on this machine, measured")

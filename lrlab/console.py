@@ -32,6 +32,11 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, ">= 1")
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    return _number(text, int, lambda v: 0 <= v <= 65535, "a port from 0 (any free one) to 65535")
+
+
 def unit_interval(text: str) -> float:
     """argparse type: a number in [0, 1) (label smoothing)."""
     return _number(text, float, lambda v: 0 <= v < 1, "in [0, 1)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 # The 29 (x, y) rows pasted as values on every optimizer sheet of the lesson's graddesc workbook (y = 2x + 30).
@@ -21,28 +22,36 @@ def load_csv(path: str | Path) -> list[tuple[float, float]]:
 
     Raises:
         ValueError: an unreadable file or line, or no rows."""
-    rows = []
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
         raise ValueError(f"cannot read the CSV {path}: {e.strerror}") from None
     with f:
-        for line_no, record in enumerate(csv.reader(f), start=1):
-            if not record or all(not cell.strip() for cell in record):
-                continue
-            if line_no == 1 and [c.strip().lower() for c in record[:2]] == ["x", "y"]:
-                continue
-            if len(record) != 2 or not record[0].strip() or not record[1].strip():
-                raise ValueError(f"{path}, line {line_no}: expected two numbers x,y, got {','.join(record)!r}")
-            try:
-                x, y = float(record[0]), float(record[1])
-            except ValueError:
-                raise ValueError(f"{path}, line {line_no}: non-numeric value in {','.join(record)!r}") from None
-            if not (math.isfinite(x) and math.isfinite(y)):
-                raise ValueError(f"{path}, line {line_no}: values must be finite, got {','.join(record)!r}")
-            rows.append((x, y))
+        return parse_csv(f, str(path))
+
+
+def parse_csv(lines: Iterable[str], source: str) -> list[tuple[float, float]]:
+    """load_csv's rules on lines of text (an upload, say); `source` names it in the errors.
+
+    Raises:
+        ValueError: a bad line, or no rows."""
+    rows = []
+    for line_no, record in enumerate(csv.reader(lines), start=1):
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        if line_no == 1 and [c.strip().lower().lstrip("\ufeff") for c in record[:2]] == ["x", "y"]:
+            continue
+        if len(record) != 2 or not record[0].strip() or not record[1].strip():
+            raise ValueError(f"{source}, line {line_no}: expected two numbers x,y, got {','.join(record)!r}")
+        try:
+            x, y = float(record[0]), float(record[1])
+        except ValueError:
+            raise ValueError(f"{source}, line {line_no}: non-numeric value in {','.join(record)!r}") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"{source}, line {line_no}: values must be finite, got {','.join(record)!r}")
+        rows.append((x, y))
     if not rows:
-        raise ValueError(f"{path} holds no x,y rows")
+        raise ValueError(f"{source} holds no x,y rows")
     return rows
 
 

@@ -13,7 +13,7 @@ RMSprop and Adam with eps (1e-8) and Adam with bias correction, state starting a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from lrlab.anneal import anneal_step
@@ -65,6 +65,13 @@ def check_lr(lr: float) -> float:
         raise LabError(f"the learning rate must be a finite number > 0, got {lr!r}") from None
 
 
+def check_beta(name: str, value: float) -> float:
+    """A moving-average weight typed into a beta cell: a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise LabError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 class Sheet:
     """One optimizer sheet: header cells (a, b, lr, state), the 29 displayed rows, Reset and Run."""
 
@@ -102,7 +109,6 @@ class Sheet:
         self.beta1, self.beta2 = hp.get("beta1", 0.0), hp.get("beta2", 0.0)
         self.has_mom = name in ("momentum", "adam", "adam_ann", *TEXTBOOK_ONLY)
         self.has_sq = name in ("rmsprop", "adam", "adam_ann", "nadam", "radam")
-        self._adam_hp: dict = {"lr": None}
         rmsprop_row = self._row_rmsprop if textbook else self._row_rmsprop_sheet
         self._update = {"basic": self._row_basic, "momentum": self._row_momentum, "rmsprop": rmsprop_row}.get(
             name, self._row_adam
@@ -134,6 +140,22 @@ class Sheet:
     @lr.setter
     def lr(self, value: float) -> None:
         self._lr = check_lr(value)
+
+    @property
+    def beta1(self) -> float:
+        return self._beta1
+
+    @beta1.setter
+    def beta1(self, value: float) -> None:
+        self._beta1, self._adam_hp = check_beta("beta1", value), {"lr": None}
+
+    @property
+    def beta2(self) -> float:
+        return self._beta2
+
+    @beta2.setter
+    def beta2(self, value: float) -> None:
+        self._beta2, self._adam_hp = check_beta("beta2", value), {"lr": None}
 
     @property
     def state(self) -> dict[str, tuple[float, ...] | int]:
@@ -336,63 +358,3 @@ class Sheet:
     def __repr__(self) -> str:
         mode = "textbook" if self.textbook else "workbook"
         return f"Sheet({self.name!r}, {mode}, epoch={self.epoch}, a={self.a:.6g}, b={self.b:.6g}, lr={self._lr:g})"
-
-
-def least_squares(data: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """The (a, b) of the straight line y = a*x + b closest to the rows: where every optimizer should end up."""
-    n = len(data)
-    mean_x = sum(x for x, _ in data) / n
-    mean_y = sum(y for _, y in data) / n
-    sxx = sum((x - mean_x) ** 2 for x, _ in data)
-    if sxx == 0:
-        raise LabError("all rows have the same x: no single line fits them best")
-    a = sum((x - mean_x) * (y - mean_y) for x, y in data) / sxx
-    return a, mean_y - a * mean_x
-
-
-def epochs_to_reach(
-    sheet: Sheet,
-    a_tol: float = 0.01,
-    b_tol: float = 0.1,
-    cap: int = 10_000,
-    true_a: float | None = None,
-    true_b: float | None = None,
-) -> int | None:
-    """Run (from the sheet's current state) until |a-a*| < a_tol and |b-b*| < b_tol, where (a*, b*) is the
-    least-squares line of the sheet's data unless given (2, 30 for the workbook's rows); None past the cap."""
-    if true_a is None or true_b is None:
-        fit_a, fit_b = least_squares(sheet.data)
-        true_a = fit_a if true_a is None else true_a
-        true_b = fit_b if true_b is None else true_b
-    for _ in range(cap):
-        if abs(sheet.a - true_a) < a_tol and abs(sheet.b - true_b) < b_tol:
-            return sheet.epoch
-        try:
-            sheet.run(1)
-        except LabError:
-            return None
-    return sheet.epoch if abs(sheet.a - true_a) < a_tol and abs(sheet.b - true_b) < b_tol else None
-
-
-def compare(names: Sequence[str] = SHEETS, cap: int = 10_000, data=None, textbook: bool = False) -> list[dict]:
-    """Every sheet from Reset: epochs needed to come within 0.01 of the best line's a and 0.1 of its b (the
-    least-squares fit of the data: a=2, b=30 for the workbook's rows), None past the cap. The sheets since
-    Adam run in textbook mode whatever `textbook` says (they have no workbook); each result names its mode."""
-    results = []
-    for name in names:
-        sheet = Sheet(name, data=data, textbook=textbook or name in TEXTBOOK_ONLY)
-        target_a, target_b = least_squares(sheet.data)
-        n = epochs_to_reach(sheet, cap=cap, true_a=target_a, true_b=target_b)
-        results.append(
-            {
-                "sheet": name,
-                "epochs": n,
-                "a": sheet.a,
-                "b": sheet.b,
-                "lr": sheet.lr,
-                "history": sheet.history,
-                "target": (target_a, target_b),
-                "textbook": sheet.textbook,
-            }  # fmt: skip
-        )
-    return results

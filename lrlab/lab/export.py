@@ -117,11 +117,14 @@ def export_workbook(
     names: Sequence[str] = WORKBOOK_SHEETS,
     data: Iterable | str | Path | None = None,
     lrs: dict[str, float] | None = None,
+    hypers: dict[str, dict[str, float]] | None = None,
 ) -> dict[tuple[str, str], float]:
     """Write the .xlsx; return the engine's value for every formula cell, keyed by (sheet, cell).
 
-    `lrs` sets a sheet's lr after Reset (as typed into its lr cell); the warm-up keeps the Reset lr. The file is
-    written atomically: an interrupted or failed export leaves the previous file as it was.
+    `lrs` sets a sheet's lr after Reset (as typed into its lr cell); the warm-up keeps the Reset lr. `hypers`
+    gives a sheet's {"lr", "beta1", "beta2"} as typed: the betas before Reset (its warm-up reads the beta cells,
+    as the workbook's does), the lr after. The file is written atomically: an interrupted or failed export
+    leaves the previous file as it was.
 
     Raises:
         ValueError: epochs outside 1..MAX_EPOCHS, an unknown sheet, or bad data."""
@@ -133,8 +136,8 @@ def export_workbook(
     unknown = [n for n in names if n not in WORKBOOK_SHEETS]
     if unknown:
         raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(WORKBOOK_SHEETS)}")
-    lrs = lrs or {}
-    sheets = {name: Sheet(name, data=data, lr=lrs.get(name)) for name in names}
+    lrs, hypers = lrs or {}, hypers or {}
+    sheets = {name: _typed_sheet(name, data, {"lr": lrs.get(name), **hypers.get(name, {})}) for name in names}
     rows = next(iter(sheets.values())).data
     wb = Workbook()
     overview = wb.active
@@ -152,6 +155,19 @@ def export_workbook(
     wb.save(buffer)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
     return expected
+
+
+def _typed_sheet(name: str, data, typed: dict) -> Sheet:
+    """A sheet with betas typed in before Reset and the lr after it."""
+    sheet = Sheet(name, data=data)
+    betas = {k: v for k, v in typed.items() if k in ("beta1", "beta2") and v is not None}
+    for key, value in betas.items():
+        setattr(sheet, key, value)
+    if betas:
+        sheet.reset()
+    if typed.get("lr") is not None:
+        sheet.lr = typed["lr"]
+    return sheet
 
 
 class SheetWriter:
