@@ -79,6 +79,7 @@ class LabSession:
         self.sheets: dict[tuple[str, bool], Sheet] = {}
         self.cursors: dict[tuple[str, bool], int] = {}
         self.race_result: dict | None = None
+        self.races = 0
         self.select(sheet, textbook)
 
     # -- the current sheet --------------------------------------------------------------------------
@@ -170,7 +171,9 @@ class LabSession:
     # -- race and export ------------------------------------------------------------------------------
     def race(self, epochs: int = 50) -> None:
         """Every sheet from Reset on the current data, in the current mode (those since Adam: textbook)."""
-        self.race_result = {"epochs": epochs, "results": race(epochs=epochs, data=self.data, textbook=self.key[1])}
+        results = race(epochs=epochs, data=self.data, textbook=self.key[1])
+        self.races += 1  # the page redraws the race only when this changes
+        self.race_result = {"id": self.races, "epochs": epochs, "results": results}
 
     def export(self) -> bytes:
         """The live-formula workbook (.xlsx) of the workbook's sheets on the current data, with the current

@@ -8,6 +8,8 @@ const ROW_KEYS = ["x", "y", "b", "a", "pred", "err2", "fd_db", "fd_da", "db", "d
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 let surface = null;
 let current = null;
+let drawnRace = null; // the id of the race on the page: drawing it again costs more than any action
+let preferredMode = "workbook"; // the mode the user chose; sheets since Adam show textbook whatever it is
 window.labTimings = [];
 
 function fmt(v) {
@@ -144,7 +146,9 @@ function drawRows(view) {
 }
 
 function drawRace(view) {
-  if (!view.race) { $("race-view").hidden = true; return; }
+  if (!view.race) { $("race-view").hidden = true; drawnRace = null; return; }
+  if (drawnRace === view.race.id) return;
+  drawnRace = view.race.id;
   $("race-view").hidden = false;
   const results = view.race.results;
   Plotly.react("race-rmse", results.map((r, i) => ({x: r.history.map((h) => h.epoch), y: r.history.map((h) => h.rmse),
@@ -166,8 +170,15 @@ function wire() {
   $("reset").onclick = () => act("reset");
   $("run").onclick = () => act("run", {epochs: parseTyped($("epochs").value)});
   $("step").onclick = () => act("step");
-  $("sheet").onchange = () => act("sheet", {name: $("sheet").value});
-  $("mode").onchange = () => act("sheet", {name: $("sheet").value, textbook: $("mode").value === "textbook"});
+  $("sheet").onchange = () => {
+    const name = $("sheet").value;
+    const workbook = current.sheets.find((s) => s.name === name).workbook;
+    act("sheet", {name, textbook: preferredMode === "textbook" || !workbook});
+  };
+  $("mode").onchange = () => {
+    preferredMode = $("mode").value;
+    act("sheet", {name: $("sheet").value, textbook: preferredMode === "textbook"});
+  };
   $("lr").onchange = () => act("hypers", {lr: parseTyped($("lr").value)});
   $("lr-slider").onchange = () => act("hypers", {lr: Number((10 ** Number($("lr-slider").value)).toPrecision(3))});
   for (const beta of ["beta1", "beta2"]) {
