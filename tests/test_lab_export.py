@@ -80,6 +80,19 @@ def test_editing_the_lr_recomputes_every_epoch(tmp_path, soffice):
     assert not math.isclose(got[("adam", "Q7")], export_workbook(tmp_path / "d.xlsx", epochs=6)[("adam", "Q7")])
 
 
+def test_typed_betas_recompute_like_the_engine_with_those_betas(tmp_path, soffice):
+    """The browser lab's download types the betas in before Reset: the same as editing the beta cells."""
+    hypers = {"momentum": {"beta1": 0.8}, "adam": {"beta1": 0.85, "beta2": 0.99, "lr": 0.3}}
+    path = tmp_path / "edit.xlsx"
+    export_workbook(path, epochs=4, names=["momentum", "adam"])
+    wb = load_workbook(path)
+    wb["momentum"]["J1"], wb["adam"]["J1"], wb["adam"]["L1"], wb["adam"]["D2"] = 0.8, 0.85, 0.99, 0.3
+    wb.save(path)
+    got = read_values(recalculate(path, tmp_path / "out"))
+    expected = export_workbook(tmp_path / "ref.xlsx", epochs=4, names=["momentum", "adam"], hypers=hypers)
+    assert_matches(expected, got)
+
+
 def test_cli_export(tmp_path, capsys):
     path = tmp_path / "g.xlsx"
     assert main(["lab", "export", str(path), "--epochs", "3"]) == 0
