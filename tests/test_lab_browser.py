@@ -121,6 +121,17 @@ def test_the_page_equals_the_engine_click_by_click(browser, capsys):
     engine.run(5)
     assert (shown(driver, "a"), shown(driver, "b")) == (engine.a, engine.b)
 
+    from selenium.webdriver.common.keys import Keys
+
+    slider = driver.find_element("id", "lr-slider")  # the log-lr slider, one notch down, answers at once
+    notch = float(slider.get_attribute("value")) - 0.01
+    act(driver, lambda: slider.send_keys(Keys.LEFT))
+    engine.lr = float(f"{10**notch:.3g}")
+    assert shown(driver, "lr-now") == engine.lr and engine.lr < 2e-4
+    click(driver, "run")
+    engine.run(5)
+    assert (shown(driver, "a"), shown(driver, "b")) == (engine.a, engine.b)
+
     for _ in range(3):  # Step: one row at a time
         click(driver, "step")
     cells = shown_cells(driver)
@@ -141,7 +152,7 @@ def test_the_page_equals_the_engine_click_by_click(browser, capsys):
     assert (shown(driver, "a"), shown(driver, "b")) == (textbook.a, textbook.b)
     choose(driver, "sheet", "basic")
     choose(driver, "mode", "workbook")
-    assert shown(driver, "epoch") == 10 and shown(driver, "a") == engine.a  # the basic sheet kept its state
+    assert shown(driver, "epoch") == 15 and shown(driver, "a") == engine.a  # the basic sheet kept its state
 
     fill(driver, "race-epochs", "30")
     click(driver, "race")

@@ -166,6 +166,21 @@ function drawRace(view) {
   }).join("");
 }
 
+// A slider answers while it moves: one request at a time, and the latest position wins.
+let sliderPending = null;
+let sliderSending = false;
+async function sliderMoved(body) {
+  sliderPending = body;
+  if (sliderSending) return;
+  sliderSending = true;
+  while (sliderPending) {
+    const next = sliderPending;
+    sliderPending = null;
+    await act("hypers", next);
+  }
+  sliderSending = false;
+}
+
 function wire() {
   $("reset").onclick = () => act("reset");
   $("run").onclick = () => act("run", {epochs: parseTyped($("epochs").value)});
@@ -180,10 +195,14 @@ function wire() {
     act("sheet", {name: $("sheet").value, textbook: preferredMode === "textbook"});
   };
   $("lr").onchange = () => act("hypers", {lr: parseTyped($("lr").value)});
-  $("lr-slider").onchange = () => act("hypers", {lr: Number((10 ** Number($("lr-slider").value)).toPrecision(3))});
+  $("lr-slider").oninput = () => {
+    const lr = Number((10 ** Number($("lr-slider").value)).toPrecision(3));
+    $("lr").value = String(lr);
+    sliderMoved({lr});
+  };
   for (const beta of ["beta1", "beta2"]) {
     $(beta).onchange = () => act("hypers", {[beta]: parseTyped($(beta).value)});
-    $(beta + "-slider").onchange = () => act("hypers", {[beta]: Number($(beta + "-slider").value)});
+    $(beta + "-slider").oninput = () => sliderMoved({[beta]: Number($(beta + "-slider").value)});
   }
   $("data-workbook").onclick = () => act("data", {source: "workbook"});
   $("data-random").onclick = () => {
