@@ -8,6 +8,7 @@ const ROW_KEYS = ["x", "y", "b", "a", "pred", "err2", "fd_db", "fd_da", "db", "d
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 let surface = null;
 let current = null;
+let drawnSheet = null; // what the sheet's charts and tables show now
 let drawnRace = null; // the id of the race on the page: drawing it again costs more than any action
 let preferredMode = "workbook"; // the mode the user chose; sheets since Adam show textbook whatever it is
 window.labTimings = [];
@@ -60,10 +61,17 @@ async function draw(view) {
   }
   drawControls(view);
   drawStatus(view);
-  drawRmse(view);
-  drawSurface("surface-chart", [{name: view.sheet, path: view.path}], view.target, `${view.sheet}: path over log10 SSE`);
-  drawCells(view);
-  drawRows(view);
+  // Redraw the sheet's charts and tables only when what they show changed (a race or a refused action
+  // leaves them as they are).
+  const key = JSON.stringify([view.sheet, view.textbook, view.epoch, view.cursor, view.hypers, view.a, view.b,
+    view.history.length, view.data.version]);
+  if (key !== drawnSheet) {
+    drawnSheet = key;
+    drawRmse(view);
+    drawSurface("surface-chart", [{name: view.sheet, path: view.path}], view.target, `${view.sheet}: path over log10 SSE`);
+    drawCells(view);
+    drawRows(view);
+  }
   drawRace(view);
 }
 
@@ -110,18 +118,18 @@ function drawRmse(view) {
   }, {displayModeBar: false});
 }
 
-function drawSurface(div, paths, target, title) {
+function drawSurface(div, paths, target, title, legend = false) {
   const traces = [{type: "contour", x: surface.b, y: surface.a, z: surface.z, colorscale: "Greys", reversescale: true,
     showscale: false, contours: {coloring: "lines"}, ncontours: 25, hoverinfo: "skip", name: "log10 SSE"}];
   paths.forEach((p, i) => {
     const finite = p.path.filter((q) => typeof q[0] === "number" && typeof q[1] === "number");
-    traces.push({x: finite.map((q) => q[0]), y: finite.map((q) => q[1]), mode: "lines+markers", name: p.name,
-      marker: {size: 4}, line: {color: COLORS[i % COLORS.length], width: 1.5}});
+    traces.push({x: finite.map((q) => q[0]), y: finite.map((q) => q[1]), mode: paths.length > 1 ? "lines" : "lines+markers",
+      name: p.name, marker: {size: 4}, line: {color: COLORS[i % COLORS.length], width: 1.5}});
   });
   traces.push({x: [target[1]], y: [target[0]], mode: "markers", name: "best line",
     marker: {symbol: "star", size: 14, color: "red"}});
   Plotly.react(div, traces, {
-    title: {text: title}, margin: {t: 40, r: 10}, showlegend: paths.length > 1,
+    title: {text: title}, margin: {t: 40, r: 10}, showlegend: legend,
     xaxis: {title: {text: "b (intercept)"}, range: [surface.b[0], surface.b[surface.b.length - 1]]},
     yaxis: {title: {text: "a (slope)"}, range: [surface.a[0], surface.a[surface.a.length - 1]]},
   }, {displayModeBar: false});
