@@ -154,6 +154,10 @@ def test_the_page_equals_the_engine_click_by_click(browser, capsys):
     choose(driver, "mode", "workbook")
     assert shown(driver, "epoch") == 15 and shown(driver, "a") == engine.a  # the basic sheet kept its state
 
+    click(driver, "reset")  # Reset: a = b = 1 and the sheet's own lr again, as the workbook's macro does
+    assert (shown(driver, "epoch"), shown(driver, "a"), shown(driver, "b"), shown(driver, "lr-now")) == (0, 1, 1, 1e-4)
+    assert shown_cells(driver) == {k: Sheet("basic").rows[0][k] for k in shown_cells(driver)}
+
     fill(driver, "race-epochs", "30")
     click(driver, "race")
     expected = {r["sheet"]: r for r in race(epochs=30)}
