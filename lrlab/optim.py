@@ -88,7 +88,7 @@ def check_hypers(hp: dict) -> None:
     _check("lr", hp["lr"], 0.0, MAX_LR, high_open=False)
     if "momentum" in hp:
         _check("momentum", hp["momentum"], 0.0, 1.0)
-    if "alpha" in hp:
+    if "alpha" in hp and "beta3" not in hp:  # RMSProp's smoothing; AdEMAMix's alpha is a weight >= 0
         _check("alpha", hp["alpha"], 0.0, 1.0)
     if "betas" in hp:
         betas = hp["betas"]
@@ -170,7 +170,8 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _gather(self, group: dict) -> tuple[list, list, list[list], list]:
         """The group's parameters that have gradients, their grads, their state lists, their step counts."""
-        params, grads, states, steps = [], [], [[] for _ in self.state_names], []
+        names = self.group_state_names(group)
+        params, grads, states, steps = [], [], [[] for _ in names], []
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -179,15 +180,19 @@ class RuleOptimizer(torch.optim.Optimizer):
             st = self.state[p]
             if not st:
                 st["step"] = 0
-                for name in self.state_names:
+                for name in names:
                     st[name] = self.initial_state(name, p, group)
             st["step"] += 1
             params.append(p)
             grads.append(p.grad)
             steps.append(st["step"])
-            for lst, name in zip(states, self.state_names):
+            for lst, name in zip(states, names):
                 lst.append(st[name])
         return params, grads, states, steps
+
+    def group_state_names(self, group: dict) -> tuple[str, ...]:
+        """The state each parameter of this group keeps (one list for the optimizer, unless it mixes rules)."""
+        return self.state_names
 
     def initial_state(self, name: str, p: torch.Tensor, group: dict) -> torch.Tensor:
         """A parameter's state before its first step: zeros (subclasses may start elsewhere)."""

@@ -8,15 +8,19 @@ Weight decay is decoupled, as everywhere in lrlab.
   moment estimate is tractable (rho_t > 5), and then rectified; before that, plain momentum SGD.
 - Lion (Chen et al. 2023): the sign of an interpolation between momentum and gradient, so every coordinate
   moves by exactly lr; the momentum is updated after, with a second, slower beta.
+- AdEMAMix (Pagliardini et al. 2024): Adam's numerator plus alpha times a second, much slower EMA of the
+  gradients (beta3 = 0.9999 remembers ~10,000 steps), so old gradients keep helping; alpha and beta3 are
+  warmed up over the first steps because a slow EMA starts out as noise.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
-from lrlab.optim import RuleOptimizer, apply_rule
+from lrlab.optim import RuleOptimizer, _check, apply_rule
 
 
 def _sign(x):
@@ -57,6 +61,28 @@ def lion_rule(p, g, m, *, lr, beta1=0.9, beta2=0.99, weight_decay=0.0):
     """Lion: p -= lr * sign(beta1 m + (1 - beta1) g); then m = beta2 m + (1 - beta2) g. Returns (p, m)."""
     update = _sign(beta1 * m + (1 - beta1) * g)
     return p * (1 - lr * weight_decay) - lr * update, beta2 * m + (1 - beta2) * g
+
+
+def ademamix_warmup(step: int, alpha: float, beta1: float, beta3: float, warmup: int) -> tuple[float, float]:
+    """The paper's schedulers: alpha rises linearly, beta3 so that its half-life rises linearly, from beta1.
+    Returns (alpha_t, beta3_t); (alpha, beta3) when warmup is 0 or over."""
+    if not warmup or step >= warmup:
+        return alpha, beta3
+    frac = step / warmup
+    log_start, log_end = math.log(beta1), math.log(beta3)
+    beta3_t = math.exp(log_start * log_end / ((1 - frac) * log_end + frac * log_start))
+    return alpha * frac, min(beta3_t, beta3)
+
+
+def ademamix_rule(p, g, m1, m2, s, step, *, lr, beta1=0.9, beta2=0.999, beta3=0.9999, alpha=5.0, eps=1e-8,
+                  weight_decay=0.0):  # fmt: skip
+    """AdEMAMix with the (already warmed-up) alpha and beta3 of this step. Returns (p, m1, m2, s)."""
+    m1 = beta1 * m1 + (1 - beta1) * g
+    m2 = beta3 * m2 + (1 - beta3) * g
+    s = beta2 * s + (1 - beta2) * (g * g)
+    denom = (s / (1 - beta2**step)) ** 0.5 + eps
+    p = p * (1 - lr * weight_decay) - lr * (m1 / (1 - beta1**step) + alpha * m2) / denom
+    return p, m1, m2, s
 
 
 class _RuleOnly(RuleOptimizer):
@@ -151,4 +177,45 @@ class Lion(_RuleOnly):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay), impl, compile, maximize)
 
 
-SINCE_ADAM = {"nadam": NAdam, "radam": RAdam, "lion": Lion}
+class AdEMAMix(_RuleOnly):
+    """AdEMAMix: Adam plus alpha times a slow EMA of gradients; decoupled weight decay.
+
+    Args:
+        params, lr, weight_decay, impl, compile, maximize: as lrlab.optim.SGD; betas, eps: as Adam; beta3: the
+        slow EMA's factor; alpha: its weight; warmup: steps over which alpha and beta3 are warmed up (the
+        paper sets it to the run's length; 0: none).
+
+    Raises:
+        ValueError: hyperparameters out of range or no parameters."""
+
+    rule = staticmethod(ademamix_rule)
+    state_names = ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq")
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 beta3: float = 0.9999, alpha: float = 5.0, eps: float = 1e-8, weight_decay: float = 0.0,
+                 warmup: int = 0, impl: str = "foreach", compile: bool = False,
+                 maximize: bool = False) -> None:  # fmt: skip
+        _check("beta3", beta3, 0.0, 1.0)
+        _check("alpha", alpha, 0.0, math.inf)
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+        defaults = dict(lr=lr, betas=tuple(betas), beta3=beta3, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        warmup=warmup)  # fmt: skip
+        super().__init__(params, defaults, impl, compile, maximize)
+
+    def foreach_update(self, group, params, grads, states, steps) -> None:
+        beta1, beta2 = group["betas"]
+        for i, step in enumerate(steps):  # each tensor's own step count: its own point in the warm-up
+            alpha_t, beta3_t = ademamix_warmup(step, group["alpha"], beta1, group["beta3"], group["warmup"])
+            hypers = dict(lr=group["lr"], beta1=beta1, beta2=beta2, beta3=beta3_t, alpha=alpha_t, eps=group["eps"],
+                          weight_decay=group["weight_decay"])  # fmt: skip
+            apply_rule(ademamix_rule, [params[i]], [grads[i]], [[s[i]] for s in states] + [[step]], hypers)
+
+
+# Muon and Schedule-Free AdamW have files of their own (each needs more than a rule: a split into AdamW groups,
+# train/eval weights); they import lrlab.optim as this file does.
+from lrlab.optim_muon import Muon  # noqa: E402
+from lrlab.optim_schedule_free import ScheduleFreeAdamW  # noqa: E402
+
+SINCE_ADAM = {"nadam": NAdam, "radam": RAdam, "lion": Lion, "ademamix": AdEMAMix, "muon": Muon,
+              "schedulefree_adamw": ScheduleFreeAdamW}  # fmt: skip
