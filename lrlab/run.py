@@ -289,6 +289,10 @@ def run_callbacks(args: argparse.Namespace, run_dir: Path, say) -> tuple[list, d
         cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
     if args.progress and sys.stderr.isatty() and is_main():
         cbs.append(ProgressCB())
+    if args.opt == "schedulefree_adamw":  # its averaged weights for validation and the saved model
+        from lrlab.callbacks.lrfree import ScheduleFreeCB
+
+        cbs.append(ScheduleFreeCB())
     if args.stats:
         from lrlab.callbacks import ActivationStats, GradientStats
 

@@ -161,3 +161,18 @@ def test_each_trains_the_lesson_cnn_above_088_in_3_epochs(opt_func, lr, schedule
     else:
         fit_one_cycle(learn, 3, lr)
     assert metrics.history[-1]["valid_acc"] > 0.88, metrics.history[-1]
+
+
+def test_cli_fit_with_schedule_free_adamw_validates_at_the_averaged_weights(tmp_path, data_dir, capsys):
+    from lrlab.cli import main
+
+    args = ["fit", "--opt", "schedulefree_adamw", "--sched", "constant", "--lr", "0.01", "--epochs", "2",
+            "--n-train", "8192", "--n-valid", "1000", "--no-progress", "--data-dir", str(data_dir),
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 0
+    import json
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["history"][-1]["valid_acc"] > 0.7, metrics["history"]
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["opt"]["param_groups"][0]["train_mode"] is False  # saved in eval mode: the averaged weights
