@@ -102,7 +102,7 @@ def shown_cells(driver) -> dict[str, float]:
 
 def test_the_page_equals_the_engine_click_by_click(browser, capsys):
     driver = browser
-    assert len(driver.find_elements("css selector", "#sheet option")) == 8
+    assert len(driver.find_elements("css selector", "#sheet option")) == 11
     assert shown(driver, "epoch") == 0 and shown(driver, "a") == 1.0
     engine = Sheet("basic")
 
@@ -165,7 +165,7 @@ def test_the_page_equals_the_engine_click_by_click(browser, capsys):
         name = row.get_attribute("data-sheet")
         a = float(row.find_elements("css selector", "td")[2].get_attribute("data-value"))
         assert a == expected[name]["a"]
-    assert len(driver.execute_script("return document.getElementById('race-rmse').data")) == 8
+    assert len(driver.execute_script("return document.getElementById('race-rmse').data")) == 11
 
     choose(driver, "sheet", "adam_ann")  # the lesson's annealer, three Runs, then into the fourth epoch's rows
     for _ in range(3):

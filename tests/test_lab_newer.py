@@ -46,6 +46,45 @@ def test_nadam_and_radam_sheets_are_torchs_optimizers_row_by_row(name, opt_cls, 
     assert sheet.state["step"] == 3 * len(WORKBOOK_ROWS)
 
 
+def test_ademamix_sheet_is_lrlabs_optimizer_row_by_row():
+    from lrlab.optim_since_adam import AdEMAMix
+
+    sheet = Sheet("ademamix").run(2)
+    b, a, _ = torch_online_fit(AdEMAMix, 3, lr=sheet.lr, betas=(sheet.beta1, sheet.beta2), beta3=0.9999, alpha=5.0)
+    assert (sheet.rows[-1]["new_b"], sheet.rows[-1]["new_a"]) == pytest.approx((b, a), rel=1e-9)
+
+
+def test_schedule_free_sheet_is_the_schedulefree_package_row_by_row():
+    import schedulefree
+
+    sheet = Sheet("schedulefree_adamw").run(2)
+
+    def make(params, **hp):
+        opt = schedulefree.AdamWScheduleFree(params, **hp)
+        opt.train()
+        return opt
+
+    b, a, _ = torch_online_fit(make, 3, lr=sheet.lr, betas=(sheet.beta1, sheet.beta2), eps=1e-8)
+    assert (sheet.rows[-1]["new_b"], sheet.rows[-1]["new_a"]) == pytest.approx((b, a), rel=1e-9)
+    assert sheet.rows[-1]["z_b"] != sheet.rows[-1]["new_b"]  # z runs ahead of y
+
+
+def test_muon_sheet_moves_by_the_same_distance_along_the_momentum_every_row():
+    sheet = Sheet("muon")
+    lengths = {round(math.hypot(r["new_b"] - r["b"], r["new_a"] - r["a"]) / sheet.lr, 12) for r in sheet.rows}
+    assert len(lengths) == 1 and 0.6 < lengths.pop() < 0.8
+    # torch's Muon on the 1x2 weight [[b, a]]: the first row's step agrees to bfloat16 precision (its five
+    # Newton-Schulz steps run in bfloat16, 8 bits of mantissa: a few percent of the step)
+    weight = torch.tensor([[1.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    x, y = WORKBOOK_ROWS[0]
+    opt = torch.optim.Muon([weight], lr=sheet.lr, weight_decay=0.0, momentum=sheet.beta1)
+    ((y - weight @ torch.tensor([1.0, x], dtype=torch.float64)) ** 2).sum().backward()
+    opt.step()
+    first = sheet.rows[0]
+    step = [w - 1.0 for w in weight[0].tolist()]
+    assert step == pytest.approx([first["new_b"] - 1.0, first["new_a"] - 1.0], rel=3e-2)
+
+
 def test_lion_sheet_moves_every_parameter_by_exactly_lr_per_row():
     sheet = Sheet("lion")
     for row in sheet.rows:
@@ -62,8 +101,9 @@ def test_newer_sheets_race_in_compare_with_their_defaults():
     assert set(results) == set(SHEETS)
     assert all(results[n]["textbook"] for n in TEXTBOOK_ONLY)
     assert not any(results[n]["textbook"] for n in WORKBOOK_SHEETS)
-    # measured on the workbook's rows: NAdam at lr 0.1 in 53 epochs, RAdam at 1e-3 in 1813, Lion at 0.01 in 135
-    assert {n: results[n]["epochs"] for n in TEXTBOOK_ONLY} == {"nadam": 53, "radam": 1813, "lion": 135}
+    # measured on the workbook's rows with each sheet's Reset lr
+    assert {n: results[n]["epochs"] for n in TEXTBOOK_ONLY} == {
+        "nadam": 53, "radam": 1813, "lion": 135, "ademamix": 239, "muon": 767, "schedulefree_adamw": 24}  # fmt: skip
 
 
 def test_radam_at_adams_lr_diverges_in_its_sgd_warm_up():

@@ -107,8 +107,8 @@ class Sheet:
         self.data: list[tuple[float, float]] = rows
         hp = DEFAULTS[name]
         self.beta1, self.beta2 = hp.get("beta1", 0.0), hp.get("beta2", 0.0)
-        self.has_mom = name in ("momentum", "adam", "adam_ann", *TEXTBOOK_ONLY)
-        self.has_sq = name in ("rmsprop", "adam", "adam_ann", "nadam", "radam")
+        self.has_mom = name in ("momentum", "adam", "adam_ann") or name in newer.HAS_MOM
+        self.has_sq = name in ("rmsprop", "adam", "adam_ann") or name in newer.HAS_SQ
         rmsprop_row = self._row_rmsprop if textbook else self._row_rmsprop_sheet
         self._update = {"basic": self._row_basic, "momentum": self._row_momentum, "rmsprop": rmsprop_row}.get(
             name, self._row_adam
@@ -165,7 +165,10 @@ class Sheet:
             out["mom"] = (self._s[0], self._s[1])
         if self.has_sq:
             out["sq"] = (self._s[2], self._s[3])
-        if self.textbook and self.name in ("adam", "adam_ann", "nadam", "radam"):
+        for i, key in enumerate(newer.EXTRA_STATE.get(self.name, ())):
+            out.setdefault(key[:-2], ())
+            out[key[:-2]] += (self._s[4 + i],)
+        if self.textbook and (self.name in ("adam", "adam_ann") or self.name in newer.HAS_STEP):
             out["step"] = self._step
         return out
 
@@ -339,6 +342,8 @@ class Sheet:
                 row["mom_b"], row["mom_a"] = s2[0], s2[1]
             if self.has_sq:
                 row["sq_b"], row["sq_a"] = s2[2], s2[3]
+            for i, key in enumerate(newer.EXTRA_STATE.get(self.name, ())):
+                row[key] = s2[4 + i]
             row["new_b"], row["new_a"] = b2, a2
             out.append(row)
             b, a, s = b2, a2, s2

@@ -158,15 +158,17 @@ def export_workbook(
 
 
 def _typed_sheet(name: str, data, typed: dict) -> Sheet:
-    """A sheet with betas typed in before Reset and the lr after it."""
-    sheet = Sheet(name, data=data)
+    """A sheet as if its lr and betas were typed in: betas before Reset (the warm-up reads them), the lr after
+    (RMSprop's Reset keeps the typed lr, so its warm-up runs at it)."""
+    lr = typed.get("lr")
+    sheet = Sheet(name, data=data, lr=lr)
     betas = {k: v for k, v in typed.items() if k in ("beta1", "beta2") and v is not None}
     for key, value in betas.items():
         setattr(sheet, key, value)
     if betas:
         sheet.reset()
-    if typed.get("lr") is not None:
-        sheet.lr = typed["lr"]
+        if lr is not None:
+            sheet.lr = lr
     return sheet
 
 

@@ -37,4 +37,19 @@ NOTES: dict[str, str] = {
         "every parameter moves by exactly lr each row; near the optimum it oscillates by about lr, so a "
         "constant lr can only get within about lr of the line."
     ),
+    "ademamix": (
+        "AdEMAMix (Pagliardini et al. 2024): Adam's step plus 5 times a second, very slow moving average of the "
+        "gradients (beta3 0.9999, a memory of ~10,000 rows), over the same root of squares: old gradients keep "
+        "pushing long after Adam's momentum has forgotten them."
+    ),
+    "muon": (
+        "Muon (Jordan et al. 2024): momentum whose update matrix is orthogonalized by a Newton-Schulz iteration. "
+        "Here (b, a) is the single row of a layer [1, x] -> y, and orthogonalizing one row only normalizes it: "
+        "every row moves (b, a) by the same distance (about 0.7 lr) along the momentum."
+    ),
+    "schedulefree_adamw": (
+        "Schedule-Free AdamW (Defazio et al. 2024): AdamW-normalized steps on a sequence z, a running average x "
+        "of the z's, and gradients taken at y = 0.9 x + 0.1 z (b and a here). Averaging does what annealing "
+        "does, with a constant lr and no schedule."
+    ),
 }

@@ -30,6 +30,8 @@ COMMON_FORMULAS = {
 EMA_FORMULAS = {
     "mom_b": "β1·mom_b' + (1 − β1)·db", "mom_a": "β1·mom_a' + (1 − β1)·da",
     "sq_b": "β2·sq_b' + (1 − β2)·db²", "sq_a": "β2·sq_a' + (1 − β2)·da²",
+    "slow_b": "0.9999·slow_b' + 0.0001·db", "slow_a": "0.9999·slow_a' + 0.0001·da",
+    "z_b": "z_b' − lr·db / (√v̂ + ε)", "z_a": "z_a' − lr·da / (√v̂ + ε)",
 }  # fmt: skip
 UPDATE_FORMULAS = {
     ("basic", False): "b − lr·db",
@@ -41,6 +43,9 @@ UPDATE_FORMULAS = {
     ("nadam", True): "b − lr·[(1 − μₜ)/(1 − Πμ)·db + μₜ₊₁/(1 − Πμ·μₜ₊₁)·mom_b] / (√v̂ + ε)",
     ("radam", True): "if ρₜ > 5: b − lr·rₜ·m̂ / (√v̂ + ε), else b − lr·m̂ (momentum SGD)",
     ("lion", True): "b − lr·sign(β1·mom_b' + (1 − β1)·db)",
+    ("ademamix", True): "b − lr·(m̂ + 5·slow_b) / (√v̂ + ε)",
+    ("muon", True): "b − lr·0.7·u_b/|u|, u = db + β1·(mom_b − db) (the row (b, a) orthogonalized: normalized)",
+    ("schedulefree_adamw", True): "lerp(b, z_b, 1/t) + lr·(β1(1 − 1/t) − 1)·db / (√v̂ + ε)",
 }
 
 
@@ -48,7 +53,10 @@ def formulas(name: str, textbook: bool) -> dict[str, str]:
     """The formula of every cell a row of this sheet shows."""
     base = "adam" if name == "adam_ann" else name
     update = UPDATE_FORMULAS.get((base, textbook), UPDATE_FORMULAS.get((base, False), ""))
-    for_a = update.replace("mom_b", "mom_a").replace("sq_b", "sq_a").replace("db", "da").replace("b − lr", "a − lr")
+    for_a = update
+    for b_name, a_name in (("mom_b", "mom_a"), ("sq_b", "sq_a"), ("slow_b", "slow_a"), ("z_b", "z_a"), ("u_b", "u_a"),
+                           ("db", "da"), ("b − lr", "a − lr"), ("lerp(b,", "lerp(a,")):  # fmt: skip
+        for_a = for_a.replace(b_name, a_name)
     out = {**COMMON_FORMULAS, **EMA_FORMULAS, "new_b": update, "new_a": for_a}
     if name == "lion":
         out["mom_b"], out["mom_a"] = "β2·mom_b' + (1 − β2)·db", "β2·mom_a' + (1 − β2)·da"

@@ -4,8 +4,9 @@
 
 const $ = (id) => document.getElementById(id);
 const ROW_KEYS = ["x", "y", "b", "a", "pred", "err2", "fd_db", "fd_da", "db", "da", "mom_b", "mom_a", "sq_b", "sq_a",
-  "new_b", "new_a"];
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+  "slow_b", "slow_a", "z_b", "z_a", "new_b", "new_a"];
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+  "#7f7f7f", "#000000"];
 let surface = null;
 let current = null;
 let drawnSheet = null; // what the sheet's charts and tables show now
