@@ -13,6 +13,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from lrlab.optim import as_number, group_momentum
+from lrlab.phased_schedules import PhasedLR, WarmupStableDecay
 
 SchedFunc = Callable[..., object]
 
@@ -67,7 +68,7 @@ def available_schedulers() -> list[str]:
 
 
 # Preset names for the CLI and fit_one_cycle: factory builder and whether it steps per batch.
-PRESETS = ("onecycle", "cosine", "constant", "plateau")
+PRESETS = ("onecycle", "cosine", "constant", "plateau", "wsd", "phased")
 
 
 def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
@@ -80,6 +81,10 @@ def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
         return functools.partial(lr_scheduler.CosineAnnealingLR, **kwargs), "batch"
     if name == "plateau":
         return functools.partial(lr_scheduler.ReduceLROnPlateau, **kwargs), "epoch"
+    if name == "wsd":
+        return functools.partial(WarmupStableDecay, **kwargs), "batch"
+    if name == "phased":  # warm-up, plateau on the validation loss, decay (BatchSchedCB reports the metric)
+        return functools.partial(PhasedLR, **kwargs), "batch"
     valid = available_schedulers()
     if name not in valid:
         raise ValueError(
@@ -103,12 +108,18 @@ def simulated_copy(sched: object) -> object:
 
 
 def sched_lrs(
-    make_sched: SchedFunc | object, steps: int, opt: torch.optim.Optimizer | None = None, lr: float = 0.06
+    make_sched: SchedFunc | object,
+    steps: int,
+    opt: torch.optim.Optimizer | None = None,
+    lr: float = 0.06,
+    reports: dict[int, float] | None = None,
 ) -> dict[str, list[float]]:
-    """Simulate a schedule: the lr (and beta1/momentum if it moves) at each of `steps` steps.
+    """Simulate a schedule: the lr (and beta1/momentum, weight decay, where they move) at each of `steps` steps.
 
     `make_sched` is a factory of the optimizer (built here on a throw-away optimizer, or on `opt`), or a
     scheduler already built: then it is simulated on a copy from where it stands, and left untouched.
+    `reports` gives a metric-driven schedule (PhasedLR) its metrics: {steps done: metric}, reported after
+    that many steps, as a training loop reports each validation.
 
     Raises:
         ValueError: steps < 1, more steps than a OneCycleLR has, or ReduceLROnPlateau (it follows a metric)."""
@@ -129,16 +140,21 @@ def sched_lrs(
     if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
         raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
     group = opt.param_groups[0]
-    rec: dict[str, list[float]] = {"lr": [], "mom": []}
+    rec: dict[str, list[float]] = {"lr": [], "mom": [], "weight_decay": []}
+    reports = reports or {}
     with warnings.catch_warnings():  # the copy's optimizer.step is not torch's wrapped one: its warning is moot
         warnings.simplefilter("ignore", UserWarning)
-        for _ in range(steps):
+        for done in range(1, steps + 1):
             rec["lr"].append(as_number(group["lr"]))
             rec["mom"].append(group_momentum(group))
+            rec["weight_decay"].append(as_number(group.get("weight_decay", 0.0)))
             opt.step()
             sched.step()
-    if len(set(rec["mom"])) <= 1:
-        del rec["mom"]
+            if done in reports and hasattr(sched, "report"):
+                sched.report(reports[done])
+    for key in ("mom", "weight_decay"):
+        if len(set(rec[key])) <= 1:
+            del rec[key]
     return rec
 
 

@@ -20,6 +20,7 @@ from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
 from lrlab.learner import Callback, Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import Adam
+from lrlab.phased_schedules import PhasedLR
 from tests.conftest import tiny_dls
 
 N_EPOCHS, N_BATCHES = 3, 6  # 96 images in batches of 16
@@ -43,6 +44,8 @@ def make_learner(folder, sched: str, cbs=()) -> Learner:
     torch.manual_seed(0)
     if sched == "onecycle":
         scheduler = BatchSchedCB(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.05))
+    elif sched == "phased":  # warm-up, plateau cut by the validation loss (only a 90% fall counts), decay
+        scheduler = BatchSchedCB(partial(PhasedLR, warmup=3, decay=4, patience=0, threshold=0.9))
     else:
         scheduler = EpochSchedCB(partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
     cbs = [MetricsCB(), RecorderCB(), scheduler, DivergenceGuardCB(factor=10), CheckpointCB(folder, every=2), *cbs]
@@ -81,10 +84,12 @@ STOPS = {
 }
 
 
-@pytest.mark.parametrize("sched", ["onecycle", "step-per-epoch"])
+@pytest.mark.parametrize("sched", ["onecycle", "step-per-epoch", "phased"])
 @pytest.mark.parametrize("name", sorted(STOPS))
 def test_any_number_of_interruptions_resume_bit_identically(name, sched, tmp_path):
     full = make_learner(tmp_path / "full", sched).fit(N_EPOCHS)
+    if sched == "phased":
+        assert full.cb(BatchSchedCB).sched.cuts  # the plateau phase cut the lr: its state is part of the resume
     resumed, interruptions = run_with_interruptions(tmp_path / "run", sched, STOPS[name])
     assert interruptions == len(STOPS[name])
     assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()))

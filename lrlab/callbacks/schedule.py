@@ -21,16 +21,18 @@ class BatchSchedCB(Callback):
         make_sched: a factory of the optimizer, e.g. partial(OneCycleLR, max_lr=0.06); its length
             (total_steps, T_max) is filled in when not given.
         n_steps: the schedule's length in batches (None: the whole fit).
+        metric: what a metric-driven schedule (one with report(), PhasedLR) is told after each validation.
 
     Raises:
-        ValueError: n_steps that is not a positive integer; at before_fit, a schedule shorter than the fit."""
+        ValueError: n_steps that is not a positive integer; at before_fit, a schedule shorter than the fit;
+        after a validation, a metric-driven schedule and no such metric recorded."""
 
     run_in_lr_find = False  # it follows or steers the real run
 
-    def __init__(self, make_sched: SchedFunc, n_steps: int | None = None) -> None:
+    def __init__(self, make_sched: SchedFunc, n_steps: int | None = None, metric: str = "valid_loss") -> None:
         if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
             raise ValueError(f"n_steps must be a positive integer or None, got {n_steps!r}")
-        self.make_sched, self.n_steps = make_sched, n_steps
+        self.make_sched, self.n_steps, self.metric = make_sched, n_steps, metric
 
     def before_fit(self, learn: Learner) -> None:
         n = len(learn.dls.train) * learn.n_epochs if learn.do_train else 0
@@ -41,6 +43,14 @@ class BatchSchedCB(Callback):
         # no step after the schedule's last batch: the optimizer keeps the schedule's final lr, not the next one
         if learn.training and self.sched.last_epoch < self.total - 1:
             self.sched.step()
+
+    def after_epoch(self, learn: Learner) -> None:
+        if learn.training or not hasattr(self.sched, "report"):
+            return
+        value = last_metric(learn, self.metric)
+        if value is None:
+            raise ValueError(f"{type(self.sched).__name__} needs the metric {self.metric!r}: add a MetricsCB")
+        self.sched.report(value)
 
     def state_dict(self) -> dict:
         return self.sched.state_dict()
