@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lrlab.cli_lab import add_lab_parser
 from lrlab.console import (
     OneLineErrors,
     bounded_int,
     given_options,
     guard_stdout,
-    port_number,
+    hyper_ramp,
     positive_float,
     positive_int,
     unit_interval,
@@ -20,7 +21,6 @@ from lrlab.console import (
 from lrlab.run import key_values
 
 MAX_SCHED_STEPS = 1_000_000  # about 20 s of simulation
-MAX_LAB_EPOCHS = 1_000_000  # the lab runs about 80,000 epochs a second: a few seconds per sheet at most
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -60,14 +60,28 @@ def cmd_sched_plot(args: argparse.Namespace) -> int:
     from lrlab.schedules import plot_sched, sched_func, sched_lrs
 
     make_sched, _ = sched_func(args.name, args.lr, **key_values(args.opt))
+    if make_sched is None:  # "constant": the lr as given, drawn as a schedule that keeps it
+        from functools import partial
+
+        from torch.optim.lr_scheduler import ConstantLR
+
+        make_sched = partial(ConstantLR, factor=1.0, total_iters=0)
+    if args.hyper:  # the other hyperparameters' ramps, stepped beside the lr schedule
+        from functools import partial
+
+        from lrlab.phased_schedules import HyperScheduler, parse_ramp
+
+        make_sched = [make_sched, partial(HyperScheduler, **dict(parse_ramp(t) for t in args.hyper))]
     out = Path(args.out or f"{args.name}.png")
     out = image_path(out, f"{args.name}.png")
     rec = sched_lrs(make_sched, args.steps, lr=args.lr)
     plot_sched(make_sched, args.steps, out, lr=args.lr)
     lrs = rec["lr"]
+    names = {"mom": "momentum", "beta2": "beta2", "weight_decay": "weight_decay"}
+    moving = "".join(f"; {names[k]} {min(rec[k]):.3g}..{max(rec[k]):.3g}" for k in names if k in rec)
     print(
         f"{args.name}: {args.steps} steps, lr starts {lrs[0]:.4g}, max {max(lrs):.4g}, min {min(lrs):.4g}, "
-        f"ends {lrs[-1]:.4g}" + (f"; momentum {min(rec['mom']):.3g}..{max(rec['mom']):.3g}" if "mom" in rec else "")
+        f"ends {lrs[-1]:.4g}{moving}"
     )
     print(f"wrote {out}")
     return 0
@@ -96,89 +110,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     print(f"try: lrlab fit --opt {args.opt} --sched onecycle --lr {result.suggestion:.3g}")
     print(f"wrote {out}")
     return 0
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    from lrlab.lab import SHEETS, Sheet, compare
-    from lrlab.lab.report import compare_table, history_table, plot_compare, plot_paths, plot_rmse, rows_table
-
-    out = Path(args.out)
-    if args.target != "serve" and (args.port is not None or args.open):
-        raise ValueError(f"--port and --open belong to lrlab lab serve, not lrlab lab {args.target}")
-    if args.target == "serve":
-        return _serve_lab(args)
-    if args.file and args.target != "export":
-        raise ValueError(f"lrlab lab {args.target} takes no file argument (got {args.file!r}); only export writes one")
-    if (args.epochs or 5) * args.runs > MAX_LAB_EPOCHS:
-        raise ValueError(f"--runs x --epochs is {(args.epochs or 5) * args.runs:,}; at most {MAX_LAB_EPOCHS:,} epochs")
-    if args.target == "export":
-        from lrlab.lab.export import export_workbook
-
-        if not args.file:
-            raise ValueError("lrlab lab export needs a file name, e.g. lrlab lab export graddesc.xlsx")
-        cells = export_workbook(args.file, epochs=args.epochs or 10, data=args.data)
-        print(
-            f"wrote {args.file}: {len(SHEETS)} optimizer sheets, {args.epochs or 10} epochs each, "
-            f"{len(cells):,} live formula cells"
-        )
-        return 0
-    if args.target == "compare":
-        results = compare(cap=args.cap, data=args.data, textbook=args.textbook)
-        print(compare_table(results, args.cap))
-        data = Sheet("basic", data=args.data).data
-        for res in results:
-            plot_rmse(_sheet_from(res, args), out / f"rmse-{res['sheet']}.png")
-        plot_compare(results, out / "compare.png")
-        plot_paths(results, data, out / "paths.png")
-        print(f"wrote {out}/compare.png, paths.png, rmse-<sheet>.png")
-        return 0
-    from lrlab.lab.notes import NOTES
-
-    sheet = Sheet(args.target, data=args.data, textbook=args.textbook or None)
-    print(f"{sheet.name}: {NOTES[sheet.name]}")
-    if args.lr is not None:
-        sheet.lr = args.lr
-    for _ in range(args.runs):
-        sheet.run(args.epochs or 5)
-    mode = "textbook" if sheet.textbook else "workbook"
-    print(f"{sheet.name} ({mode}): Reset, then {args.runs} Run(s) of {args.epochs or 5} epochs")
-    print(history_table(sheet))
-    print(
-        f"now: a = {sheet.a:.6g}, b = {sheet.b:.6g}, lr = {sheet.lr:g}"
-        + "".join(
-            f", {k} = {tuple(round(v, 6) for v in val)}" for k, val in sheet.state.items() if isinstance(val, tuple)
-        )
-    )
-    if args.rows:
-        print(rows_table(sheet))
-    plot_rmse(sheet, out / f"rmse-{sheet.name}.png")
-    print(f"wrote {out}/rmse-{sheet.name}.png")
-    return 0
-
-
-def _serve_lab(args: argparse.Namespace) -> int:
-    """`lrlab lab serve`: the browser lab until Ctrl-C."""
-    from lrlab.lab.server import serve
-
-    port = 8000 if args.port is None else args.port
-    try:
-        serve(port=port, open_browser=args.open, ready=lambda line: print(line, flush=True))
-    except OSError as e:
-        reason = e.strerror or e
-        hint = "choose another with --port (0: any free one)"
-        raise ValueError(f"cannot serve on port {port}: {reason}; {hint}") from None
-    except RuntimeError as e:  # plotly missing
-        raise ValueError(str(e)) from None
-    return 0
-
-
-def _sheet_from(result: dict, args: argparse.Namespace):
-    """A sheet holding a compare() result's history, for its chart."""
-    from lrlab.lab import Sheet
-
-    sheet = Sheet(result["sheet"], data=args.data, textbook=result["textbook"])
-    sheet.history = result["history"]
-    return sheet
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -282,9 +213,18 @@ def add_fit_parser(sub) -> None:
     fit.add_argument("--lr", type=positive_float, default=6e-2, help="learning rate (the peak for one-cycle)")
     fit.add_argument("--opt", default="adam", choices=list(OPTIMIZERS))
     fit.add_argument("--opt-arg", action="append", default=[], metavar="K=V", help="extra optimizer keyword")
-    fit.add_argument("--sched", default="onecycle", help="onecycle | cosine | constant | plateau | any lr_scheduler")
+    fit.add_argument("--sched", default="onecycle",
+                     help="onecycle | cosine | constant | plateau | wsd | phased | any lr_scheduler")  # fmt: skip
     fit.add_argument("--sched-arg", action="append", default=[], metavar="K=V", help="extra scheduler keyword")
     fit.add_argument("--sched-step", choices=["batch", "epoch"], default=None)
+    fit.add_argument(
+        "--hyper",
+        action="append",
+        type=hyper_ramp,
+        default=[],
+        metavar="NAME=START:END[:SHAPE]",
+        help="ramp momentum, beta1, beta2 or weight_decay over the fit, e.g. weight_decay=0:0.1",
+    )
     fit.add_argument("--compile", action="store_true", help="compile the optimizer's update rule (slow first step)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--data-dir", default=None, help="folder with the four Fashion-MNIST .gz files")
@@ -325,25 +265,7 @@ def add_fit_parser(sub) -> None:
 
 def add_lab_and_grid_parsers(sub) -> None:
     """`lrlab lab`, `lrlab speedrun`, `lrlab compare` and `lrlab bench`."""
-    lab = sub.add_parser("lab", help="the lesson's spreadsheet: run a sheet, compare them all, export a workbook")
-    lab.add_argument(
-        "target",
-        help="basic | momentum | rmsprop | adam | adam_ann | nadam | radam | lion | compare | export | serve",
-    )
-    lab.add_argument("file", nargs="?", help="the .xlsx to write (export)")
-    lab.add_argument("--runs", type=positive_int, default=1, help="how many times to press Run")
-    lab.add_argument("--epochs", type=positive_int, default=None, help="epochs per Run (5) / exported (10)")
-    lab.add_argument("--lr", type=positive_float, default=None, help="set the lr after Reset, as by hand")
-    lab.add_argument("--textbook", action="store_true", help="the clean version instead of the workbook's")
-    lab.add_argument("--rows", action="store_true", help="print the rows the sheet displays")
-    lab.add_argument("--data", default=None, help="a CSV of x,y rows instead of the workbook's 29")
-    lab.add_argument(
-        "--cap", type=bounded_int(MAX_LAB_EPOCHS), default=10_000, help="compare: give up after this many epochs"
-    )
-    lab.add_argument("--out", default="runs/lab", help="folder for the charts")
-    lab.add_argument("--port", type=port_number, default=None, help="serve: the port (8000; 0 picks a free one)")
-    lab.add_argument("--open", action="store_true", help="serve: open the page in the default browser")
-    lab.set_defaults(func=cmd_lab)
+    add_lab_parser(sub)
 
     speed = sub.add_parser("speedrun", help="the best model a time budget buys on this machine, measured")
     speed.add_argument("--budget", type=int, default=60, choices=[60, 300, 900], help="seconds, everything included")
@@ -390,10 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     scheds.set_defaults(func=cmd_schedulers)
 
     splot = sub.add_parser("sched-plot", help="plot what a schedule will do, without training")
-    splot.add_argument("name", help="onecycle | cosine | any lr_scheduler class name")
+    splot.add_argument("name", help="onecycle | cosine | wsd | phased | constant | any lr_scheduler class name")
     splot.add_argument("--steps", type=bounded_int(MAX_SCHED_STEPS), default=100, help="at most 1,000,000 (~20 s)")
     splot.add_argument("--lr", type=positive_float, default=0.06, help="base lr (max_lr for one-cycle)")
     splot.add_argument("--opt", action="append", default=[], metavar="K=V", help="scheduler keyword, e.g. T_max=100")
+    splot.add_argument(
+        "--hyper",
+        action="append",
+        type=hyper_ramp,
+        default=[],
+        metavar="NAME=START:END[:SHAPE]",
+        help="also ramp momentum, beta1, beta2 or weight_decay, e.g. weight_decay=0:0.1:linear",
+    )
     splot.add_argument("--out", default=None, help="PNG path (default NAME.png)")
     splot.set_defaults(func=cmd_sched_plot)
 

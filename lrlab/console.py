@@ -37,6 +37,18 @@ def port_number(text: str) -> int:
     return _number(text, int, lambda v: 0 <= v <= 65535, "a port from 0 (any free one) to 65535")
 
 
+def hyper_ramp(text: str) -> str:
+    """argparse type: NAME=START:END[:linear|cosine] (a HyperScheduler ramp), checked and kept as text (run
+    folders save their options as JSON)."""
+    from lrlab.phased_schedules import parse_ramp
+
+    try:
+        parse_ramp(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def unit_interval(text: str) -> float:
     """argparse type: a number in [0, 1) (label smoothing)."""
     return _number(text, float, lambda v: 0 <= v < 1, "in [0, 1)")

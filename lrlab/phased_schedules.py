@@ -175,3 +175,90 @@ class PhasedLR(_ResumableLR):
             self.cuts.append((self.last_epoch, metric, self.scale))
             self._last_lr = self.get_lr()
             _set_lrs(self.optimizer, self._last_lr)
+
+
+class Ramp:
+    """A value over the run's progress (0 at the first step, 1 at the last): from start to end, linearly or
+    along a half cosine (fastai's SchedLin / SchedCos). A class, not a lambda, so it can be saved."""
+
+    def __init__(self, start: float, end: float, shape: str = "cosine") -> None:
+        if shape not in ("linear", "cosine"):
+            raise ValueError(f"a ramp's shape must be linear or cosine, got {shape!r}")
+        self.start, self.end, self.shape = float(start), float(end), shape
+
+    def __call__(self, progress: float) -> float:
+        weight = progress if self.shape == "linear" else 0.5 * (1 - math.cos(math.pi * progress))
+        return self.start + (self.end - self.start) * weight
+
+    def __repr__(self) -> str:
+        return f"Ramp({self.start:g}, {self.end:g}, {self.shape!r})"
+
+
+HYPERS = ("momentum", "beta1", "beta2", "weight_decay")
+
+
+def parse_ramp(text: str) -> tuple[str, Ramp]:
+    """ "NAME=START:END[:linear|cosine]" -> (NAME, Ramp), e.g. "weight_decay=0:0.1:linear".
+
+    Raises:
+        ValueError: another form, a NAME not in HYPERS, a bound that is not a number, an unknown shape."""
+    name, _, spec = text.partition("=")
+    parts = spec.split(":")
+    if name not in HYPERS or len(parts) not in (2, 3):
+        raise ValueError(f"expected NAME=START:END[:linear|cosine] with NAME one of {', '.join(HYPERS)}, got {text!r}")
+    try:
+        start, end = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"{text!r}: START and END must be numbers") from None
+    return name, Ramp(start, end, parts[2] if len(parts) == 3 else "cosine")
+
+
+class HyperScheduler(_ResumableLR):
+    """Schedules the other hyperparameters of every param group, as torch's schedulers schedule the lr:
+    momentum (SGD-style) or beta1, beta2, weight decay. Each is a function of the progress (step / (total-1)),
+    e.g. Ramp(0.95, 0.85). The lr is left to the optimizer or to another scheduler stepped beside this one.
+
+    Args:
+        optimizer; total_steps: the run's length (filled in by lrlab's schedule callbacks);
+        **schedules: hyperparameter name -> function of progress in [0, 1].
+
+    Raises:
+        ValueError: an unknown name, a name the optimizer's groups do not have, or no schedules."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, last_epoch: int = -1,
+                 **schedules) -> None:  # fmt: skip
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
+        if not schedules:
+            raise ValueError(f"give at least one schedule: {', '.join(HYPERS)}")
+        for name in schedules:
+            if name not in HYPERS:
+                raise ValueError(f"cannot schedule {name!r}; choose from {', '.join(HYPERS)} (the lr: any scheduler)")
+            key = "betas" if name.startswith("beta") else name
+            if key not in optimizer.param_groups[0]:
+                raise ValueError(f"{type(optimizer).__name__} has no {key!r} to schedule")
+        self.total_steps, self.schedules = total_steps, schedules
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        self._apply_hypers()
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def _apply_hypers(self) -> None:
+        progress = min(1.0, max(0, self.last_epoch) / max(1, self.total_steps - 1))
+        for name, schedule in self.schedules.items():
+            value = float(schedule(progress))
+            for group in self.optimizer.param_groups:
+                if name.startswith("beta"):
+                    betas = list(group["betas"])
+                    betas[0 if name == "beta1" else 1] = value
+                    group["betas"] = tuple(betas)
+                else:
+                    group[name] = value
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in super().state_dict().items() if k != "schedules"}  # code, given again
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._apply_hypers()

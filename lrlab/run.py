@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -289,6 +290,10 @@ def run_callbacks(args: argparse.Namespace, run_dir: Path, say) -> tuple[list, d
         cbs.append(BatchSchedCB(make_sched) if step == "batch" else EpochSchedCB(make_sched))
     if args.progress and sys.stderr.isatty() and is_main():
         cbs.append(ProgressCB())
+    if args.hyper:  # momentum, betas, weight decay ramped over the fit, beside the lr schedule
+        from lrlab.phased_schedules import HyperScheduler, parse_ramp
+
+        cbs.append(BatchSchedCB(functools.partial(HyperScheduler, **dict(parse_ramp(t) for t in args.hyper))))
     if args.opt == "schedulefree_adamw":  # its averaged weights for validation and the saved model
         from lrlab.callbacks.lrfree import ScheduleFreeCB
 

@@ -114,10 +114,11 @@ def sched_lrs(
     lr: float = 0.06,
     reports: dict[int, float] | None = None,
 ) -> dict[str, list[float]]:
-    """Simulate a schedule: the lr (and beta1/momentum, weight decay, where they move) at each of `steps` steps.
+    """Simulate a schedule: the lr (and beta1/momentum, beta2, weight decay, where they move) at each step.
 
-    `make_sched` is a factory of the optimizer (built here on a throw-away optimizer, or on `opt`), or a
-    scheduler already built: then it is simulated on a copy from where it stands, and left untouched.
+    `make_sched` is a factory of the optimizer (built here on a throw-away optimizer, or on `opt`), a list of
+    factories stepped together (an lr schedule and a HyperScheduler), or a scheduler already built: then it
+    is simulated on a copy from where it stands, and left untouched.
     `reports` gives a metric-driven schedule (PhasedLR) its metrics: {steps done: metric}, reported after
     that many steps, as a training loop reports each validation.
 
@@ -126,33 +127,37 @@ def sched_lrs(
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if isinstance(make_sched, lr_scheduler.LRScheduler):
-        sched = simulated_copy(make_sched)
-        opt = sched.optimizer
+        scheds = [simulated_copy(make_sched)]
+        opt = scheds[0].optimizer
     else:
         if opt is None:
             from lrlab.optim import Adam
 
             opt = Adam([torch.zeros(1, requires_grad=True)], lr=lr)
-        sched = build_sched(make_sched, opt, steps)
-    total = getattr(sched, "total_steps", None)
-    if isinstance(sched, lr_scheduler.OneCycleLR) and total is not None and sched.last_epoch + steps > total:
-        raise ValueError(f"OneCycleLR refuses to go past its {total} steps; ask for at most {total} steps")
-    if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
-        raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
+        makers = make_sched if isinstance(make_sched, (list, tuple)) else [make_sched]
+        scheds = [build_sched(make, opt, steps) for make in makers]  # e.g. an lr schedule and a HyperScheduler
+    for sched in scheds:
+        total = getattr(sched, "total_steps", None)
+        if isinstance(sched, lr_scheduler.OneCycleLR) and total is not None and sched.last_epoch + steps > total:
+            raise ValueError(f"OneCycleLR refuses to go past its {total} steps; ask for at most {total} steps")
+        if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
+            raise ValueError("ReduceLROnPlateau follows a metric, not the step count: it cannot be simulated ahead")
     group = opt.param_groups[0]
-    rec: dict[str, list[float]] = {"lr": [], "mom": [], "weight_decay": []}
+    rec: dict[str, list[float]] = {"lr": [], "mom": [], "beta2": [], "weight_decay": []}
     reports = reports or {}
     with warnings.catch_warnings():  # the copy's optimizer.step is not torch's wrapped one: its warning is moot
         warnings.simplefilter("ignore", UserWarning)
         for done in range(1, steps + 1):
             rec["lr"].append(as_number(group["lr"]))
             rec["mom"].append(group_momentum(group))
+            rec["beta2"].append(as_number(group["betas"][1]) if "betas" in group else 0.0)
             rec["weight_decay"].append(as_number(group.get("weight_decay", 0.0)))
             opt.step()
-            sched.step()
-            if done in reports and hasattr(sched, "report"):
-                sched.report(reports[done])
-    for key in ("mom", "weight_decay"):
+            for sched in scheds:
+                sched.step()
+                if done in reports and hasattr(sched, "report"):
+                    sched.report(reports[done])
+    for key in ("mom", "beta2", "weight_decay"):
         if len(set(rec[key])) <= 1:
             del rec[key]
     return rec

@@ -96,7 +96,7 @@ def test_typed_betas_recompute_like_the_engine_with_those_betas(tmp_path, soffic
 def test_cli_export(tmp_path, capsys):
     path = tmp_path / "g.xlsx"
     assert main(["lab", "export", str(path), "--epochs", "3"]) == 0
-    assert path.exists() and "live formula cells" in capsys.readouterr().out
+    assert path.exists() and "5 optimizer sheets, 3 epochs each" in capsys.readouterr().out
     assert main(["lab", "export"]) == 2
 
 

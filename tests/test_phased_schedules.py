@@ -121,3 +121,81 @@ def test_cli_sched_plot_previews_wsd(tmp_path, capsys):
 
     assert main(["sched-plot", "wsd", "--steps", "100", "--opt", "warmup=10", "--out", str(tmp_path / "w.png")]) == 0
     assert (tmp_path / "w.png").exists()
+
+
+def test_hyper_scheduler_preview_equals_what_the_optimizer_applied_and_resumes_exactly():
+    from lrlab.hyperparams import HyperRecorder
+    from lrlab.phased_schedules import HyperScheduler, Ramp
+
+    hypers = dict(beta1=Ramp(0.95, 0.85), beta2=Ramp(0.99, 0.999, "linear"), weight_decay=Ramp(0.0, 0.1, "linear"))
+    makers = [partial(WarmupStableDecay, warmup=5, decay=10), partial(HyperScheduler, **hypers)]
+    preview = sched_lrs(makers, 40, lr=0.01)
+
+    def loop(steps, state=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        opt = Adam(model.parameters(), lr=0.01)
+        scheds = [make(opt, total_steps=40) for make in makers]
+        if state is not None:
+            opt.load_state_dict(state["opt"])
+            model.load_state_dict(state["model"])
+            for sched, s in zip(scheds, state["scheds"]):
+                sched.load_state_dict(s)
+        recorder = HyperRecorder(opt)
+        for _ in range(steps):
+            model(torch.randn(8, 3)).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+            for sched in scheds:
+                sched.step()
+        state = {"opt": opt.state_dict(), "model": model.state_dict(), "scheds": [s.state_dict() for s in scheds]}
+        return recorder, state
+
+    recorder, _ = loop(40)
+    assert recorder["lr"] == pytest.approx(preview["lr"], rel=1e-12)
+    assert recorder["momentum"] == pytest.approx(preview["mom"], rel=1e-12)
+    assert recorder["beta2"] == pytest.approx(preview["beta2"], rel=1e-12)
+    assert recorder["weight_decay"] == pytest.approx(preview["weight_decay"], rel=1e-12)
+    assert preview["mom"][0] == 0.95 and preview["mom"][-1] == pytest.approx(0.85)
+    first, state = loop(17)
+    rest, _ = loop(23, state)
+    for key in ("lr", "momentum", "beta2", "weight_decay"):
+        assert first[key] + rest[key] == recorder[key]
+
+
+def test_hyper_scheduler_refuses_what_it_cannot_schedule():
+    from lrlab.phased_schedules import HyperScheduler, Ramp
+
+    with pytest.raises(ValueError, match="cannot schedule 'lr'; choose from momentum, beta1, beta2, weight_decay"):
+        HyperScheduler(one_param_opt(), total_steps=10, lr=Ramp(1, 0))
+    sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="SGD has no 'betas' to schedule"):
+        HyperScheduler(sgd, total_steps=10, beta1=Ramp(0.9, 0.8))
+    with pytest.raises(ValueError, match="a ramp's shape must be linear or cosine"):
+        Ramp(0, 1, "step")
+
+
+def test_cli_sched_plot_ramps_other_hyperparameters_and_draws_constant(tmp_path, capsys):
+    from lrlab.cli import main
+
+    args = ["sched-plot", "wsd", "--steps", "200", "--opt", "warmup=20", "--hyper", "weight_decay=0:0.1:linear",
+            "--hyper", "beta1=0.95:0.85", "--out", str(tmp_path / "w.png")]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "lr starts 0.003, max 0.06, min 0, ends 0; momentum 0.85..0.95; weight_decay 0..0.1" in out
+    assert main(["sched-plot", "constant", "--steps", "10", "--out", str(tmp_path / "c.png")]) == 0
+    assert "max 0.06, min 0.06" in capsys.readouterr().out and (tmp_path / "c.png").exists()
+    with pytest.raises(SystemExit):
+        main(["sched-plot", "wsd", "--hyper", "lr=1:0"])
+    assert "NAME one of momentum, beta1, beta2, weight_decay, got 'lr=1:0'" in capsys.readouterr().err
+
+
+def test_cli_fit_with_wsd_and_a_weight_decay_ramp(tmp_path, data_dir):
+    from lrlab.cli import main
+
+    args = ["fit", "--sched", "wsd", "--hyper", "weight_decay=0:0.05:linear", "--epochs", "1", "--n-train", "4096",
+            "--n-valid", "500", "--no-progress", "--data-dir", str(data_dir),
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 0
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["opt"]["param_groups"][0]["weight_decay"] == pytest.approx(0.05)  # ramped to its end
