@@ -123,11 +123,9 @@ class Muon(RuleOptimizer):
         return out
 
     def add_param_group(self, param_group: dict) -> None:
-        if "use_muon" not in param_group:
-            raise ValueError("a group added to Muon must say use_muon=True (matrices) or False (AdamW)")
-        if not param_group["use_muon"]:
-            param_group = {**self._adam, **param_group}
-        super().add_param_group(param_group)
+        """Split like the constructor's groups: matrices to Muon, the rest to AdamW (unless use_muon is given)."""
+        for group in self._split([param_group]):
+            super().add_param_group(group)
 
     def group_state_names(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["use_muon"] else ("exp_avg", "exp_avg_sq")

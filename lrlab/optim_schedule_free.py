@@ -1,8 +1,9 @@
 """Schedule-Free AdamW (Defazio et al. 2024): no lr schedule, and no decay at the end, yet the final weights are
 as good as a tuned schedule's. It keeps three sequences: z, plain AdamW-normalized SGD steps; x, a running
 average of the z's (weighted by lr^2 during warm-up); and y = (1 - beta1) z + beta1 x, where the gradient is
-taken. The model's parameters hold y while training and x for evaluation: call optimizer.train() before
-training steps and optimizer.eval() before evaluating or saving, as with the `schedulefree` package.
+taken. The model's parameters hold y while training and x for evaluation: call optimizer.eval() before
+evaluating or saving and optimizer.train() before training again, as with the `schedulefree` package. It starts
+in train mode (before the first step x = y = z, so nothing differs), so a plain loop can step at once.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ScheduleFreeAdamW(RuleOptimizer):
             raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
                         r=r, weight_lr_power=weight_lr_power, k=0, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
-                        train_mode=False)  # fmt: skip
+                        train_mode=True)  # fmt: skip
         super().__init__(params, defaults, impl, False, maximize)
         self.impl = "foreach"  # the group's averaging weight is computed once per step, for every path
 

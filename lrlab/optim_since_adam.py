@@ -202,6 +202,7 @@ class AdEMAMix(_RuleOnly):
         defaults = dict(lr=lr, betas=tuple(betas), beta3=beta3, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         warmup=warmup)  # fmt: skip
         super().__init__(params, defaults, impl, compile, maximize)
+        self.impl = "foreach"  # one path: the warm-up is per tensor's step, so "reference" is the same loop
 
     def foreach_update(self, group, params, grads, states, steps) -> None:
         beta1, beta2 = group["betas"]

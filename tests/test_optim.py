@@ -319,7 +319,8 @@ def test_maximize_matches_torch(name, impl):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_torch_optimizer_contract_hooks_groups_tensor_state_and_zero_grad(name, tmp_path):
     """What torch.optim.Optimizer promises beyond step(): each of lrlab's optimizers keeps it."""
-    a, b = torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True)
+    shape = (3, 3) if name == "muon" else (3,)  # Muon's own rule is for matrices (vectors go to its AdamW)
+    a, b = torch.ones(shape, requires_grad=True), torch.ones(2, *shape[1:], requires_grad=True)
     opt = OPTIMIZERS[name]([a], lr=torch.tensor(0.01))
     opt.add_param_group({"params": [b], "lr": 0.02})
     seen = []
@@ -339,4 +340,4 @@ def test_torch_optimizer_contract_hooks_groups_tensor_state_and_zero_grad(name, 
     ) == pytest.approx(0.01)
     assert fresh.param_groups[1]["lr"] == 0.02 and str(fresh.state_dict()["state"]) == str(opt.state_dict()["state"])
     fresh.zero_grad(set_to_none=False)
-    assert torch.equal(a.grad, torch.zeros(3)) and torch.equal(b.grad, torch.zeros(2))
+    assert torch.equal(a.grad, torch.zeros(shape)) and torch.equal(b.grad, torch.zeros(2, *shape[1:]))

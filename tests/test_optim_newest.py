@@ -63,8 +63,8 @@ def test_muon_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="ns_steps must be an integer from 1 to 99, got 0"):
         Muon([torch.zeros(2, 2, requires_grad=True)], ns_steps=0)
     opt = Muon([torch.zeros(2, 2, requires_grad=True)])
-    with pytest.raises(ValueError, match="must say use_muon"):
-        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)]})
+    opt.add_param_group({"params": [torch.zeros(3, requires_grad=True), torch.zeros(2, 2, requires_grad=True)]})
+    assert [g["use_muon"] for g in opt.param_groups] == [True, True, False]  # split like the constructor's
 
 
 def test_schedule_free_adamw_matches_the_schedulefree_package_through_train_and_eval():
@@ -95,6 +95,7 @@ def test_schedule_free_adamw_matches_the_schedulefree_package_through_train_and_
 
 def test_schedule_free_adamw_steps_only_in_train_mode():
     opt = ScheduleFreeAdamW([torch.zeros(2, requires_grad=True)])
+    opt.eval()
     with pytest.raises(RuntimeError, match=r"call optimizer.train\(\) before training"):
         opt.step()
 

@@ -42,7 +42,27 @@ TORCH_TWIN = {
     "radam": lambda ps: torch.optim.RAdam(ps, lr=1e-2),
     # torch has no Lion: a twin with the same betas (the schedulers see only lr and betas) stands in for it
     "lion": lambda ps: torch.optim.Adam(ps, lr=1e-2, betas=(0.9, 0.99)),
+    "ademamix": lambda ps: torch.optim.Adam(ps, lr=1e-2),  # the same lr and betas: what schedulers see
+    "muon": lambda ps: torch.optim.Muon(ps, lr=1e-2),
+    "schedulefree_adamw": lambda ps: trained(__import__("schedulefree").AdamWScheduleFree(ps, lr=1e-2)),
 }
+# Muon takes matrices (a vector would go to its AdamW groups, with their own lr): it is driven on one
+MUON_SHAPE = (3, 3)
+
+
+def trained(opt):
+    """Schedule-Free optimizers step only in train mode."""
+    opt.train()
+    return opt
+
+
+def param(opt_name: str) -> torch.Tensor:
+    return torch.zeros(MUON_SHAPE if opt_name == "muon" else 3, requires_grad=True)
+
+
+def ours_made(opt_name: str, p: torch.Tensor, **kwargs):
+    opt = OPTIMIZERS[opt_name]([p], **kwargs)
+    return trained(opt) if hasattr(opt, "train") else opt
 
 
 def test_every_scheduler_class_is_covered():
@@ -69,8 +89,8 @@ def drive(opt, sched, steps=20):
 @pytest.mark.parametrize("sched_name", sorted(MAKERS))
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 def test_scheduler_drives_lrlab_optimizer_like_torchs(sched_name, opt_name):
-    ours = OPTIMIZERS[opt_name]([torch.zeros(3, requires_grad=True)], lr=1e-2)
-    theirs = TORCH_TWIN[opt_name]([torch.zeros(3, requires_grad=True)])
+    ours = ours_made(opt_name, param(opt_name), lr=1e-2)
+    theirs = TORCH_TWIN[opt_name]([param(opt_name)])
     our_lrs, our_moms = drive(ours, MAKERS[sched_name](ours))
     their_lrs, their_moms = drive(theirs, MAKERS[sched_name](theirs))
     assert our_lrs == pytest.approx(their_lrs)
@@ -97,6 +117,9 @@ TORCH_TWIN_FOR_TENSOR_LR = {  # torch's single-tensor paths take a tensor lr
     "nadam": lambda ps, lr: torch.optim.NAdam(ps, lr=lr, foreach=False),
     "radam": lambda ps, lr: torch.optim.RAdam(ps, lr=lr, foreach=False),
     "lion": lambda ps, lr: torch.optim.Adam(ps, lr=lr, betas=(0.9, 0.99), foreach=False),  # the lr's twin
+    "ademamix": lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False),  # the lr's twin
+    "muon": lambda ps, lr: torch.optim.Muon(ps, lr=lr),
+    "schedulefree_adamw": lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False),  # the lr's twin
 }
 
 
@@ -105,8 +128,8 @@ TORCH_TWIN_FOR_TENSOR_LR = {  # torch's single-tensor paths take a tensor lr
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 def test_a_tensor_lr_is_taken_as_torch_takes_it(opt_name, sched_name, impl):
     """torch lets a param group's lr be a tensor (its own lr_scheduler tests do); lrlab's optimizers too."""
-    ours_p, theirs_p = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
-    ours = OPTIMIZERS[opt_name]([ours_p], lr=torch.tensor(1e-2), impl=impl)
+    ours_p, theirs_p = param(opt_name), param(opt_name)
+    ours = ours_made(opt_name, ours_p, lr=torch.tensor(1e-2), impl=impl)
     theirs = TORCH_TWIN_FOR_TENSOR_LR[opt_name]([theirs_p], torch.tensor(1e-2))
     our_lrs, _ = drive(ours, MAKERS[sched_name](ours))
     their_lrs, _ = drive(theirs, MAKERS[sched_name](theirs))
@@ -116,7 +139,7 @@ def test_a_tensor_lr_is_taken_as_torch_takes_it(opt_name, sched_name, impl):
     # momentum 0.85-0.95 from cycling schedulers, which lrlab's SGD, having none, refuses to invent)
     if opt_name in ("adam", "nadam", "radam") or (opt_name == "sgd" and sched_name not in ("OneCycleLR", "CyclicLR")):
         assert torch.allclose(ours_p, theirs_p, atol=1e-6)
-    plain = OPTIMIZERS[opt_name]([torch.zeros(3, requires_grad=True)], lr=1e-2, impl=impl)
+    plain = ours_made(opt_name, param(opt_name), lr=1e-2, impl=impl)
     plain_lrs, _ = drive(plain, MAKERS[sched_name](plain))
     assert our_lrs == pytest.approx(plain_lrs)
     # a tensor lr computes what a float lr does (up to the float32 rounding of the lr tensor itself)
