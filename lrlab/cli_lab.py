@@ -12,8 +12,7 @@ MAX_LAB_EPOCHS = 1_000_000  # the lab runs about 80,000 epochs a second: a few s
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from lrlab.lab import Sheet, compare
-    from lrlab.lab.engine import WORKBOOK_SHEETS
+    from lrlab.lab import SHEETS, Sheet, compare
     from lrlab.lab.report import compare_table, history_table, plot_compare, plot_paths, plot_rmse, rows_table
 
     out = Path(args.out)
@@ -32,7 +31,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             raise ValueError("lrlab lab export needs a file name, e.g. lrlab lab export graddesc.xlsx")
         cells = export_workbook(args.file, epochs=args.epochs or 10, data=args.data)
         print(
-            f"wrote {args.file}: {len(WORKBOOK_SHEETS)} optimizer sheets, {args.epochs or 10} epochs each, "
+            f"wrote {args.file}: {len(SHEETS)} optimizer sheets, {args.epochs or 10} epochs each, "
             f"{len(cells):,} live formula cells"
         )
         return 0

@@ -9,8 +9,9 @@ import pytest
 from openpyxl import load_workbook
 
 from lrlab.cli import main
-from lrlab.lab.engine import WORKBOOK_SHEETS as SHEETS
+from lrlab.lab.engine import SHEETS, TEXTBOOK_ONLY
 from lrlab.lab.export import export_workbook, find_soffice, read_values, recalculate
+from lrlab.lab.export_textbook import HELPER_COLUMNS
 from tests.conftest import require
 
 
@@ -49,7 +50,9 @@ def test_export_structure(tmp_path):
     expected = export_workbook(path, epochs=4)
     wb = load_workbook(path)
     assert wb.sheetnames == ["Overview", "data", *SHEETS]
-    assert formula_cells(path) == set(expected)  # every formula has an engine value, and vice versa
+    unchecked = formula_cells(path) - set(expected)  # every formula has an engine value, and vice versa,
+    assert set(expected) <= formula_cells(path)  # but the helper columns of the sheets since Adam
+    assert unchecked and all(sheet in TEXTBOOK_ONLY and cell[0] in HELPER_COLUMNS for sheet, cell in unchecked)
     assert wb["basic"]["F1"].value == 1e-4 and wb["adam"]["D2"].value == 1.0 and wb["adam_ann"]["L1"].value == 0.95
     assert wb["basic"]["M5"].value == "=D5-L5*$F$1"  # the original's formula shape
     with zipfile.ZipFile(path) as z:
@@ -93,10 +96,28 @@ def test_typed_betas_recompute_like_the_engine_with_those_betas(tmp_path, soffic
     assert_matches(expected, got)
 
 
+def test_sheets_since_adam_recompute_after_editing_their_cells(tmp_path, soffice):
+    """Textbook sheets: type a new lr and betas into their header; LibreOffice equals the engine at those."""
+    hypers = {"nadam": {"lr": 0.05, "beta1": 0.8}, "lion": {"lr": 0.02, "beta2": 0.95},
+              "schedulefree_adamw": {"lr": 0.2, "beta2": 0.99}, "muon": {"lr": 0.02}}  # fmt: skip
+    path = tmp_path / "edit.xlsx"
+    export_workbook(path, epochs=3, names=TEXTBOOK_ONLY)
+    wb = load_workbook(path)
+    cells = {"lr": "D2", "beta1": "J1", "beta2": "L1"}
+    for name, typed in hypers.items():
+        for key, value in typed.items():
+            wb[name][cells[key]] = value
+    wb.save(path)
+    got = read_values(recalculate(path, tmp_path / "out"))
+    expected = export_workbook(tmp_path / "ref.xlsx", epochs=3, names=TEXTBOOK_ONLY, hypers=hypers)
+    assert_matches(expected, got)
+    assert got[("nadam", "H5")] != export_workbook(tmp_path / "d.xlsx", epochs=3, names=["nadam"])[("nadam", "H5")]
+
+
 def test_cli_export(tmp_path, capsys):
     path = tmp_path / "g.xlsx"
     assert main(["lab", "export", str(path), "--epochs", "3"]) == 0
-    assert path.exists() and "5 optimizer sheets, 3 epochs each" in capsys.readouterr().out
+    assert path.exists() and "11 optimizer sheets, 3 epochs each" in capsys.readouterr().out
     assert main(["lab", "export"]) == 2
 
 

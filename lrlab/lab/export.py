@@ -19,7 +19,7 @@ from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font
 
 from lrlab.files import atomic_write
-from lrlab.lab.engine import DEFAULTS, WARMUPS, WORKBOOK_SHEETS, Sheet
+from lrlab.lab.engine import DEFAULTS, SHEETS, WARMUPS, WORKBOOK_SHEETS, Sheet
 
 # Data-row formulas per sheet: column -> (engine row key, formula). {r}: this row, {p}: the previous row
 # (the block's state row for the first data row), {lr}: the lr cell this block uses.
@@ -100,6 +100,7 @@ OVERVIEW = [
     "rmsprop: the gradient divided by the root of a moving average of its square (the previous row's).",
     "adam: rmsprop + momentum (no eps, no bias correction, as in the original).",
     "adam_ann: adam whose lr is divided by 4 when the gradient measure rises above twice its best.",
+    "nadam ... schedulefree_adamw: optimizers since Adam (lrlab's textbook layout, its own header row 3).",
     "Each sheet: header (a, b, lr, betas), Reset's warm-up passes, then one block per epoch. Each block's",
     "state row holds what the Run macro pastes: the last row's *inputs* as the new a, b (after 28 updates)",
     "and the optimizer state after all 29 rows. The table at the right lists b, a, lr and rmse per epoch",
@@ -114,7 +115,7 @@ MAX_EPOCHS = 100  # 100 epochs: about 200,000 formulas, which spreadsheet progra
 def export_workbook(
     path: str | Path,
     epochs: int = 10,
-    names: Sequence[str] = WORKBOOK_SHEETS,
+    names: Sequence[str] = SHEETS,
     data: Iterable | str | Path | None = None,
     lrs: dict[str, float] | None = None,
     hypers: dict[str, dict[str, float]] | None = None,
@@ -133,9 +134,9 @@ def export_workbook(
             f"epochs must be an integer from 1 to {MAX_EPOCHS} (each epoch adds about 2,000 live formulas), "
             f"got {epochs!r}"
         )
-    unknown = [n for n in names if n not in WORKBOOK_SHEETS]
+    unknown = [n for n in names if n not in SHEETS]
     if unknown:
-        raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(WORKBOOK_SHEETS)}")
+        raise ValueError(f"unknown sheet {unknown[0]!r}; choose from {', '.join(SHEETS)}")
     lrs, hypers = lrs or {}, hypers or {}
     sheets = {name: _typed_sheet(name, data, {"lr": lrs.get(name), **hypers.get(name, {})}) for name in names}
     rows = next(iter(sheets.values())).data
@@ -149,8 +150,11 @@ def export_workbook(
     for x, y in rows:
         data_ws.append([x, y])
     expected: dict[tuple[str, str], float] = {}
+    from lrlab.lab.export_textbook import TextbookSheetWriter
+
     for name, sheet in sheets.items():
-        SheetWriter(wb.create_sheet(name), sheet, epochs, expected).write()
+        writer = SheetWriter if name in WORKBOOK_SHEETS else TextbookSheetWriter
+        writer(wb.create_sheet(name), sheet, epochs, expected).write()
     buffer = io.BytesIO()  # openpyxl leaves its zip open if a write fails: let it fail in memory, not on disk
     wb.save(buffer)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))

@@ -184,13 +184,12 @@ class LabSession:
         self.race_result = {"id": self.races, "epochs": epochs, "results": results}
 
     def export(self) -> bytes:
-        """The live-formula workbook (.xlsx) of the workbook's sheets on the current data, with the current
-        sheet's lr and betas typed in after Reset and as many epochs as it has run (1 to 100)."""
+        """The live-formula workbook (.xlsx) of every sheet on the current data, with the current sheet's lr
+        and betas typed in and as many epochs as it has run (1 to 100)."""
         from lrlab.lab.export import MAX_EPOCHS, export_workbook
 
-        sheet, hypers = self.sheet, {}
-        if sheet.name in WORKBOOK_SHEETS:
-            hypers[sheet.name] = {k: getattr(sheet, k) for k in DEFAULTS[sheet.name]}
+        sheet = self.sheet
+        hypers = {sheet.name: {k: getattr(sheet, k) for k in DEFAULTS[sheet.name]}}
         epochs = min(max(sheet.epoch, 1), MAX_EPOCHS)
         with tempfile.TemporaryDirectory(prefix="lrlab-export-") as folder:
             path = Path(folder) / "lab.xlsx"
