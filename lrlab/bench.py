@@ -64,7 +64,9 @@ def schedule_cbs(family: str, lr: float) -> list[Callback]:
     if family == "autoanneal":
         return [AutoAnnealCB()]
     if family == "autolr":
-        return [AutoLRCB()]
+        return [AutoLRCB(budget=False)]  # the noise annealer (its files predate the budgeted default)
+    if family == "autolr_budget":
+        return [AutoLRCB(budget=True)]
     return []
 
 
@@ -75,7 +77,8 @@ LRFREE = {  # family -> (published default setting, calibration grid); the setti
     "dadapt": ("1", ("0.5", "1", "2")),
 }
 SINGLE = {"onecycle@find": "one-cycle at lr_find's suggestion", "autoanneal@6e-2": "AutoAnnealCB defaults, Adam 6e-2",
-          "autolr@1e-3": "AutoLR from Adam's default lr 1e-3: it searches its own"}  # fmt: skip
+          "autolr@1e-3": "AutoLR from Adam's default lr 1e-3: it searches its own",
+          "autolr_budget@1e-3": "AutoLR told the fit's length: search, hold, decay over the last half"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def parse_config(name: str) -> BenchConfig:
     Raises:
         ValueError: not family@setting, an unknown family, or a setting that is not a positive number."""
     family, _, setting = name.partition("@")
-    families = (*SCHEDULES, "autoanneal", "autolr", *LRFREE)
+    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", *LRFREE)
     if family not in families or not setting:
         raise ValueError(f"config must be family@setting with family one of {', '.join(families)}, got {name!r}")
     if not (family == "onecycle" and setting == "find"):
@@ -151,7 +154,7 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     lr = lr_find(learn).suggestion if config.setting == "find" else float(config.setting)
     cbs = schedule_cbs(config.family, lr) + ([ScheduleFreeCB()] if config.family == "schedulefree" else [])
     try:
-        guard = [] if config.family == "autolr" else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
+        guard = [] if config.family.startswith("autolr") else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
         learn.fit(epochs, lr=lr, cbs=[*cbs, *guard])
         diverged = False
     except Diverged:

@@ -131,6 +131,8 @@ class AutoLRCallback(pl.Callback):
     and restores the last good state on a spike; stepped with each batch's loss.
 
     Args:
+        budget: give AutoLR the run's length (trainer.estimated_stepping_batches): hold the found lr, then
+            decay it; False: the noise annealer instead.
         **settings: AutoLR's.
 
     After fit, `autolr` holds it (`events`, `decisions`, `plot(path)`).
@@ -139,13 +141,16 @@ class AutoLRCallback(pl.Callback):
         ValueError: at fit start, more than one optimizer, an lr scheduler of the module's own, or gradient
             accumulation (as AutoAnnealCallback)."""
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, budget: bool = True, **settings: Any) -> None:
+        self.budget, self.settings = budget, settings
         self.autolr: AutoLR | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = _sole_lr_driver(trainer, "AutoLRCallback")
-        self.autolr = AutoLR(optimizer, **self.settings)
+        total = int(trainer.estimated_stepping_batches) if self.budget else None
+        if total is not None and not 0 < total < 2**62:  # max_steps=-1 and no max_epochs: no known length
+            total = None
+        self.autolr = AutoLR(optimizer, total_steps=total, **self.settings)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.autolr.step(outputs.get("loss") if isinstance(outputs, dict) else outputs)

@@ -261,3 +261,41 @@ def test_autolr_plot_shows_lr_loss_and_statistic(tmp_path):
     assert len(auto.history["lr"]) == 2 * len(dls.train) == len(auto.history["loss"])
     fig = auto.plot(tmp_path / "autolr.png")
     assert (tmp_path / "autolr.png").stat().st_size > 5000 and len(fig.axes) == 3
+
+
+def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resumes_exactly():
+    dls = tabular_dls()  # 24 batches an epoch
+    total = 24 * 6
+
+    def run(epochs: int, state=None):
+        model = mlp()
+        opt = Adam(model.parameters())
+        auto = AutoLR(opt, total_steps=total, decay=0.5)
+        if state is None:
+            dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            auto.load_state_dict(state["auto"])
+            dls.train.load_state_dict(state["loader"])
+        for _ in range(epochs):
+            train_epoch(model, opt, dls.train, auto)
+            auto.epoch_end()
+        return model, auto, {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+                             "auto": copy.deepcopy(auto.state_dict()), "loader": dls.train.state_dict()}  # fmt: skip
+
+    model, auto, _ = run(6)
+    done = next(e for e in auto.events if e["event"] == "search done")
+    decay = next(e for e in auto.events if e["event"] == "decay")
+    lrs = auto.history["lr"]
+    assert decay["step"] == total // 2 and not auto.decisions  # no noise annealer: the budget decides
+    assert lrs[done["step"] : total // 2] == pytest.approx([done["lr"]] * (total // 2 - done["step"]))  # held
+    assert lrs[total // 2] == pytest.approx(done["lr"] * (total - total // 2) / (total // 2))
+    assert lrs[-1] == pytest.approx(done["lr"] / (total // 2)) and auto.lr == 0.0  # linearly to zero
+    resumed, resumed_auto, _ = run(3, run(3)[2])  # cut mid-hold... and the decay continues exactly
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
+    assert resumed_auto.events == auto.events
+    with pytest.raises(ValueError, match="total_steps must be an integer >= 1 or None, got 0"):
+        AutoLR(Adam(mlp().parameters()), total_steps=0)
+    with pytest.raises(ValueError, match=r"decay must be a fraction in \(0, 1\], got 1.5"):
+        AutoLR(Adam(mlp().parameters()), total_steps=10, decay=1.5)

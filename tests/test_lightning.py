@@ -110,3 +110,6 @@ def test_autolr_as_a_lightning_callback_searches_from_the_default(tmp_path):
     done = [e for e in auto.autolr.events if e["event"] == "search done"]
     assert len(done) == 1 and max(recorder.recorder["lr"]) > 1e-2  # it went looking well above the default
     assert float(module.trainer.callback_metrics["val_acc"]) > 0.65
+    total = int(module.trainer.estimated_stepping_batches)  # told the run's length: hold, then decay to zero
+    assert auto.autolr.total_steps == total and any(e["event"] == "decay" for e in auto.autolr.events)
+    assert recorder.recorder["lr"][-1] < done[0]["lr"] * 0.1

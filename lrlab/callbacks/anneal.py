@@ -101,7 +101,10 @@ class AutoLRCB(Callback):
     spike. Give the Learner any lr (the optimizer's default is a fine start): the search finds its own.
 
     Args:
-        **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold).
+        budget: give AutoLR the fit's length (hold the found lr, then a linear decay over its last half);
+            False: the noise annealer instead (it anneals too early: see docs/results/auto-anneal.md).
+        **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold,
+            decay).
 
     Raises:
         ValueError: a setting out of range (when the fit starts)."""
@@ -110,8 +113,8 @@ class AutoLRCB(Callback):
 
     order = 10
 
-    def __init__(self, **settings) -> None:
-        self.settings = settings
+    def __init__(self, budget: bool = True, **settings) -> None:
+        self.budget, self.settings = budget, settings
         self.autolr: AutoLR | None = None
 
     @property
@@ -125,7 +128,8 @@ class AutoLRCB(Callback):
         return self.autolr.events if self.autolr is not None else []
 
     def before_fit(self, learn: Learner) -> None:
-        self.autolr = AutoLR(learn.opt, **self.settings)
+        total = len(learn.dls.train) * learn.n_epochs if self.budget else None
+        self.autolr = AutoLR(learn.opt, total_steps=total, **self.settings)
 
     def after_batch(self, learn: Learner) -> None:
         if learn.training:
