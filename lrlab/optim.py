@@ -138,6 +138,9 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     rule: Callable = staticmethod(sgd_rule)
     state_names: tuple[str, ...] = ()
+    # True where foreach_update already applies the rule tensor by tensor with what it needs beyond hypers()
+    # (a per-tensor warm-up, a group's averaging weight, a second rule): "reference" then runs it too.
+    one_path: bool = False
 
     def __new__(cls, *args: Any, **kwargs: Any):
         course = [k for k in kwargs if k in COURSE_KEYWORDS]
@@ -219,7 +222,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             group = plain_hypers(full_group)
             if group.get("maximize"):  # ascend: the rule descends the negated gradient, as torch's maximize does
                 grads = torch._foreach_neg(grads)
-            if self.impl == "foreach":
+            if self.impl == "foreach" or self.one_path:
                 self.foreach_update(group, params, grads, states, steps)
             elif self.impl == "compiled":
                 self.compiled_update(group, params, grads, states, steps)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import torch
 
-from lrlab.optim import Adam
+from lrlab.optim import Adam, plain_hypers
 
 _FLAT = "_flat"  # a group's key for its buffers: {(dtype, device): FlatGroup}
 
@@ -172,8 +172,7 @@ class FlatAdam(Adam):
         sub = {**group, "params": flat.params}
         params, grads, states, steps = self._gather(sub)
         if params:
-            plain = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in sub.items() if k != "params"}
-            plain["betas"] = tuple(float(b) for b in group["betas"])
+            plain = plain_hypers(sub)  # what RuleOptimizer.step hands its paths
             if plain.get("maximize"):
                 grads = torch._foreach_neg(grads)
             self.foreach_update(plain, params, grads, states, steps)

@@ -84,6 +84,7 @@ class Muon(RuleOptimizer):
         ValueError: hyperparameters out of range, an unknown adjust_lr, compile=True, or no parameters."""
 
     rule = staticmethod(muon_rule)
+    one_path = True
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.95, nesterov: bool = True,
                  weight_decay: float = 0.1, ns_steps: int = 5, eps: float = 1e-7, adjust_lr: str = "original",
@@ -101,7 +102,6 @@ class Muon(RuleOptimizer):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
                         eps=eps, adjust_lr=adjust_lr)  # fmt: skip
         super().__init__(self._split(params), defaults, impl, False, maximize)
-        self.impl = "foreach"  # one path: the rules tensor by tensor ("reference" is the same thing here)
 
     def _split(self, params: Iterable) -> list[dict]:
         """The caller's groups as Muon groups (matrices) and AdamW groups (the rest)."""

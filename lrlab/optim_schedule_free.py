@@ -38,6 +38,7 @@ class ScheduleFreeAdamW(RuleOptimizer):
         RuntimeError: step() outside train mode."""
 
     rule = staticmethod(schedule_free_adamw_rule)
+    one_path = True
     state_names = ("z", "exp_avg_sq")
 
     def __init__(self, params: Iterable, lr: float = 2.5e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -52,7 +53,6 @@ class ScheduleFreeAdamW(RuleOptimizer):
                         r=r, weight_lr_power=weight_lr_power, k=0, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                         train_mode=True)  # fmt: skip
         super().__init__(params, defaults, impl, False, maximize)
-        self.impl = "foreach"  # the group's averaging weight is computed once per step, for every path
 
     def initial_state(self, name: str, p: torch.Tensor, group: dict) -> torch.Tensor:
         return (

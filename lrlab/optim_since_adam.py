@@ -189,6 +189,7 @@ class AdEMAMix(_RuleOnly):
         ValueError: hyperparameters out of range or no parameters."""
 
     rule = staticmethod(ademamix_rule)
+    one_path = True
     state_names = ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq")
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -202,7 +203,6 @@ class AdEMAMix(_RuleOnly):
         defaults = dict(lr=lr, betas=tuple(betas), beta3=beta3, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         warmup=warmup)  # fmt: skip
         super().__init__(params, defaults, impl, compile, maximize)
-        self.impl = "foreach"  # one path: the warm-up is per tensor's step, so "reference" is the same loop
 
     def foreach_update(self, group, params, grads, states, steps) -> None:
         beta1, beta2 = group["betas"]

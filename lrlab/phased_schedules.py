@@ -100,7 +100,7 @@ class WarmupStableDecay(_ResumableLR):
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]
 
 
-class PhasedLR(_ResumableLR):
+class PhasedLR(WarmupStableDecay):
     """Warm-up, a metric-driven plateau phase, a final decay: one scheduler with torch's interface.
 
     step() once per batch moves through the phases; report(metric) after each validation feeds the plateau
@@ -120,9 +120,6 @@ class PhasedLR(_ResumableLR):
                  decay: float | int = 0.2, decay_shape: str = "linear", floor: float = 0.0, factor: float = 0.5,
                  patience: int = 1, threshold: float = 1e-4, mode: str = "min", min_scale: float = 1e-3,
                  last_epoch: int = -1) -> None:  # fmt: skip
-        self.total_steps = total_steps
-        self.warmup_steps, self.decay_steps = _steps(total_steps, warmup), _steps(total_steps, decay)
-        _check_steps(total_steps, self.warmup_steps, self.decay_steps, decay_shape, floor)
         if not 0 < factor < 1:
             raise ValueError(f"factor must be a number in (0, 1), got {factor!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
@@ -130,11 +127,11 @@ class PhasedLR(_ResumableLR):
         if not 0 <= threshold < 1 or mode not in ("min", "max") or not 0 < min_scale <= 1:
             raise ValueError(f"need 0 <= threshold < 1, mode 'min' or 'max', 0 < min_scale <= 1; got {threshold!r}, "
                              f"{mode!r}, {min_scale!r}")  # fmt: skip
-        self.decay_shape, self.floor, self.cut_factor, self.patience = decay_shape, floor, factor, patience
+        self.cut_factor, self.patience = factor, patience
         self.threshold, self.mode, self.min_scale = threshold, mode, min_scale
-        self.scale, self.best, self.bad_reports = 1.0, None, 0
+        self.scale, self.best, self.bad_reports = 1.0, None, 0  # set before the first step reads them
         self.cuts: list[tuple[int, float, float]] = []
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, total_steps, warmup, decay, decay_shape, floor, last_epoch)
 
     def phase(self, step: int | None = None) -> str:
         """ "warmup", "plateau" or "decay" at a step (default: the current one)."""
@@ -144,16 +141,8 @@ class PhasedLR(_ResumableLR):
         return "decay" if step >= self.total_steps - self.decay_steps else "plateau"
 
     def factor(self, step: int) -> float:
-        phase = self.phase(step)
-        if phase == "warmup":
-            return (step + 1) / self.warmup_steps
-        if phase == "plateau":
-            return self.scale
-        progress = min(1.0, (step - (self.total_steps - self.decay_steps) + 1) / self.decay_steps)
-        return self.scale * (self.floor + (1 - self.floor) * _decayed(progress, self.decay_shape))
-
-    def get_lr(self) -> list[float]:
-        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+        """WSD's factor, scaled by the plateau's cuts after the warm-up (the decay starts where they left it)."""
+        return super().factor(step) * (self.scale if step >= self.warmup_steps else 1.0)
 
     def report(self, metric: float) -> None:
         """A validation metric (lower is better in mode "min"); may cut the lr at once in the plateau phase."""
