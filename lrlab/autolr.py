@@ -16,6 +16,11 @@ through torch's hooks, as AutoAnneal does; knows no Learner):
    one-cycle) and checked on the other two (docs/results/auto-anneal.md).
 3. **Guard** (it cannot diverge): in either phase, a non-finite loss or one `spike` times its moving average
    restores the last good snapshot (weights and optimizer state) and divides the lr by `factor`.
+4. **Average** (optional, `average`): after the search it keeps an exponential moving average of the weights
+   over the last `average` fraction of the run. `use_average()` puts it into the parameters for evaluation,
+   `use_live()` takes the trained ones back (Schedule-Free's train/eval switch, for any optimizer): held at
+   a high lr, the live weights bounce around an optimum that their average sits closer to, so a budgeted run
+   is good at any time, not only after its decay.
 
 Events (the search's result, every guard restore) are in `events`; the annealer's checks in `decisions`.
 """
@@ -42,6 +47,8 @@ class AutoLR:
         every, threshold: the annealer's check interval and ratio threshold (see AutoAnneal).
         total_steps: the run's length in steps; given, the lr is held after the search and decays linearly to
             0 over the last `decay` fraction of them (instead of the noise annealer).
+        average: the horizon of the weights' moving average as a fraction of total_steps (needs total_steps);
+            None: no average.
 
     Raises:
         ValueError: a setting out of range, named."""
@@ -60,6 +67,7 @@ class AutoLR:
         threshold: float = 1.5,
         total_steps: int | None = None,
         decay: float = 0.5,
+        average: float | None = None,
     ) -> None:
         for name, value, low in (("grow", grow, 1.0), ("margin", margin, 1.0), ("spike", spike, 1.0),
                                  ("factor", factor, 1.0), ("rise", rise, 0.0)):  # fmt: skip
@@ -76,7 +84,13 @@ class AutoLR:
             raise ValueError(f"total_steps must be an integer >= 1 or None, got {total_steps!r}")
         if not 0 < decay <= 1:
             raise ValueError(f"decay must be a fraction in (0, 1], got {decay!r}")
+        if average is not None and (total_steps is None or not 0 < average <= 1):
+            raise ValueError(f"average must be a fraction in (0, 1] of a known total_steps, got average={average!r}, "
+                             f"total_steps={total_steps!r}")  # fmt: skip
         self.total_steps, self.decay, self.peak = total_steps, decay, None
+        self.average = average
+        self.average_params: list[torch.Tensor] | None = None  # the moving average, from the search's end
+        self.live_params: list[torch.Tensor] | None = None  # the trained weights while the average is swapped in
         self.phase, self.step_count, self.events = "search", 0, []
         self.history: dict[str, list[float]] = {"lr": [], "loss": []}  # per step: the lr applied, the loss
         self.avg, self.n_avg = 0.0, 0  # the loss's moving average (bias-corrected)
@@ -100,18 +114,54 @@ class AutoLR:
     def _smoothed(self) -> float:
         return self.avg / (1 - 0.9**self.n_avg) if self.n_avg else math.inf
 
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
     def _take_snapshot(self) -> dict:
-        params = [p.detach().clone() for g in self.optimizer.param_groups for p in g["params"]]
+        params = [p.detach().clone() for p in self._params()]
         return {"params": params, "opt": copy.deepcopy(self.optimizer.state_dict()), "step": self.step_count}
 
     def _restore(self, lr: float) -> None:
         with torch.no_grad():
-            live = [p for g in self.optimizer.param_groups for p in g["params"]]
-            for p, saved in zip(live, self.snapshot["params"]):
+            for p, saved in zip(self._params(), self.snapshot["params"]):
                 p.copy_(saved)
         self.optimizer.load_state_dict(copy.deepcopy(self.snapshot["opt"]))
         self._set_lr(lr)
         self.avg, self.n_avg = 0.0, 0
+        if self.average_params is not None:  # it took in the steps that led to the spike: start it again
+            self.average_params = [p.detach().clone() for p in self._params()]
+
+    # -- the weights' average ------------------------------------------------------------------------
+    def _update_average(self) -> None:
+        if self.average_params is None:
+            return
+        rate = 1.0 / max(1.0, self.average * self.total_steps)
+        with torch.no_grad():
+            for mean, p in zip(self.average_params, self._params()):
+                mean.lerp_(p.detach(), rate)
+
+    def use_average(self) -> bool:
+        """Put the weights' moving average into the parameters, keeping the trained ones for `use_live()`.
+
+        Returns:
+            Whether the parameters changed (False: no average yet, or it is already in)."""
+        if self.average_params is None or self.live_params is not None:
+            return False
+        params = self._params()
+        self.live_params = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, mean in zip(params, self.average_params):
+                p.copy_(mean)
+        return True
+
+    def use_live(self) -> None:
+        """Put the trained weights back after `use_average()` (nothing to do otherwise)."""
+        if self.live_params is None:
+            return
+        with torch.no_grad():
+            for p, live in zip(self._params(), self.live_params):
+                p.copy_(live)
+        self.live_params = None
 
     # -- what the loop calls -------------------------------------------------------------------------
     def step(self, loss: float | torch.Tensor) -> None:
@@ -121,6 +171,9 @@ class AutoLR:
             ValueError: no loss (AutoLR needs it to search and to guard)."""
         if loss is None:
             raise ValueError("AutoLR.step needs the batch's loss: step(loss)")
+        if self.live_params is not None:
+            raise RuntimeError("AutoLR.step: the averaged weights are in the parameters; call use_live() before "
+                               "training")  # fmt: skip
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         self.history["lr"].append(self.lr)
         self.history["loss"].append(value)
@@ -136,6 +189,7 @@ class AutoLR:
             self._budget_step()
         else:
             self.anneal.step(value)
+        self._update_average()
         if self.step_count % self.snapshot_every == 0:
             self.snapshot = self._take_snapshot()
 
@@ -194,6 +248,8 @@ class AutoLR:
         self.phase = "anneal"
         if self.total_steps is not None:
             self.phase, self.peak = "hold", lr
+            if self.average is not None:
+                self.average_params = [p.detach().clone() for p in self._params()]
         else:
             self.anneal = AutoAnneal(self.optimizer, every=self.every, threshold=self.threshold, factor=self.factor)
         self.snapshot = self._take_snapshot()
@@ -231,7 +287,20 @@ class AutoLR:
         save(fig, path)
         return fig
 
-    STATE = ("phase", "step_count", "events", "history", "avg", "n_avg", "best_loss", "best_lr", "snapshot", "peak")
+    STATE = (
+        "phase",
+        "step_count",
+        "events",
+        "history",
+        "avg",
+        "n_avg",
+        "best_loss",
+        "best_lr",
+        "snapshot",
+        "peak",
+        "average_params",
+        "live_params",
+    )
 
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in self.STATE}
@@ -240,7 +309,7 @@ class AutoLR:
 
     def load_state_dict(self, state: dict) -> None:
         for k in self.STATE:
-            setattr(self, k, state.get(k))  # "peak": absent from states saved before budgeted runs
+            setattr(self, k, state.get(k))  # "peak", "average_params", "live_params": absent from older states
         if state["anneal"] is not None:
             if self.anneal is None:
                 self.anneal = AutoAnneal(self.optimizer, every=self.every, threshold=self.threshold,

@@ -67,6 +67,8 @@ def schedule_cbs(family: str, lr: float) -> list[Callback]:
         return [AutoLRCB(budget=False)]  # the noise annealer (its files predate the budgeted default)
     if family == "autolr_budget":
         return [AutoLRCB(budget=True)]
+    if family == "autolr_avg":
+        return [AutoLRCB(budget=True, average=AVERAGE)]
     return []
 
 
@@ -78,7 +80,9 @@ LRFREE = {  # family -> (published default setting, calibration grid); the setti
 }
 SINGLE = {"onecycle@find": "one-cycle at lr_find's suggestion", "autoanneal@6e-2": "AutoAnnealCB defaults, Adam 6e-2",
           "autolr@1e-3": "AutoLR from Adam's default lr 1e-3: it searches its own",
-          "autolr_budget@1e-3": "AutoLR told the fit's length: search, hold, decay over the last half"}  # fmt: skip
+          "autolr_budget@1e-3": "AutoLR told the fit's length: search, hold, decay over the last half",
+          "autolr_avg@1e-3": "autolr_budget, evaluated at the weights' moving average"}  # fmt: skip
+AVERAGE = 0.05  # autolr_avg's horizon of the weights' average, a fraction of the run
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def parse_config(name: str) -> BenchConfig:
     Raises:
         ValueError: not family@setting, an unknown family, or a setting that is not a positive number."""
     family, _, setting = name.partition("@")
-    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", *LRFREE)
+    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", "autolr_avg", *LRFREE)
     if family not in families or not setting:
         raise ValueError(f"config must be family@setting with family one of {', '.join(families)}, got {name!r}")
     if not (family == "onecycle" and setting == "find"):

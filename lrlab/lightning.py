@@ -20,6 +20,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from lrlab.annealer import AutoAnneal, check_settings
 from lrlab.autolr import AutoLR
+from lrlab.callbacks.lrfree import recompute_bn_stats
 from lrlab.hyperparams import HyperRecorder
 from lrlab.lr_range import LRFindResult, find_lr_with
 
@@ -133,7 +134,10 @@ class AutoLRCallback(pl.Callback):
     Args:
         budget: give AutoLR the run's length (trainer.estimated_stepping_batches): hold the found lr, then
             decay it; False: the noise annealer instead.
-        **settings: AutoLR's.
+        bn_batches: with `average`, the training batches (taken as (inputs, targets)) that re-estimate
+            BatchNorm statistics for the averaged weights before each validation.
+        **settings: AutoLR's. With `average`, validation and the module after fit use the weights' moving
+            average, training the trained weights (checkpoints written after validation hold the trained ones).
 
     After fit, `autolr` holds it (`events`, `decisions`, `plot(path)`).
 
@@ -141,9 +145,24 @@ class AutoLRCallback(pl.Callback):
         ValueError: at fit start, more than one optimizer, an lr scheduler of the module's own, or gradient
             accumulation (as AutoAnnealCallback)."""
 
-    def __init__(self, budget: bool = True, **settings: Any) -> None:
-        self.budget, self.settings = budget, settings
+    def __init__(self, budget: bool = True, bn_batches: int = 50, **settings: Any) -> None:
+        self.budget, self.bn_batches, self.settings = budget, bn_batches, settings
         self.autolr: AutoLR | None = None
+
+    def _use_average(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.autolr is None or not self.autolr.use_average():  # None: the sanity check, before training
+            return
+        rng = torch.get_rng_state()  # iterating a shuffling loader draws from it: leave the training order alone
+        batches = ((x.to(pl_module.device), y) for x, y, *_ in trainer.train_dataloader)
+        recompute_bn_stats(pl_module, batches, self.bn_batches)
+        torch.set_rng_state(rng)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._use_average(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.autolr is not None:
+            self.autolr.use_live()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = _sole_lr_driver(trainer, "AutoLRCallback")
@@ -159,6 +178,7 @@ class AutoLRCallback(pl.Callback):
         self.autolr.epoch_end()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._use_average(trainer, pl_module)  # the module fit hands over is the one validation scored
         self.autolr.remove()
 
 

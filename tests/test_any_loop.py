@@ -299,3 +299,40 @@ def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resume
         AutoLR(Adam(mlp().parameters()), total_steps=0)
     with pytest.raises(ValueError, match=r"decay must be a fraction in \(0, 1\], got 1.5"):
         AutoLR(Adam(mlp().parameters()), total_steps=10, decay=1.5)
+
+
+def test_autolr_average_is_the_moving_average_from_the_search_end_and_swaps_in_and_out():
+    dls = tabular_dls()  # 24 batches an epoch
+    total = 24 * 4
+    model = mlp()
+    opt = Adam(model.parameters())
+    auto = AutoLR(opt, total_steps=total, average=0.25, max_search=30)
+    dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
+    expected = None  # the same average, kept by hand: rate 1 / (0.25 * total) per step after the search
+    for _ in range(4):
+        for xb, yb in dls.train:
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            searching = auto.phase == "search"
+            auto.step(loss)
+            if expected is not None:
+                expected = [m.lerp(p.detach(), 1 / 24) for m, p in zip(expected, model.parameters())]
+            elif searching and auto.phase != "search":  # the search ended here: the average starts at its weights
+                expected = [p.detach().clone() for p in model.parameters()]
+    assert expected is not None and auto.average_params is not None
+    assert all(torch.allclose(a, e, atol=1e-7) for a, e in zip(auto.average_params, expected))
+    live = [p.detach().clone() for p in model.parameters()]
+    assert not all(torch.equal(a, p) for a, p in zip(auto.average_params, live))
+    assert auto.use_average() and not auto.use_average()  # in once; a second call changes nothing
+    assert all(torch.equal(p, a) for p, a in zip(model.parameters(), auto.average_params))
+    assert accuracy(model, dls.valid) > 0.7
+    with pytest.raises(RuntimeError, match="call use_live"):
+        auto.step(1.0)
+    auto.use_live()
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), live))
+    with pytest.raises(ValueError, match="average must be a fraction in \\(0, 1\\] of a known total_steps"):
+        AutoLR(Adam(mlp().parameters()), average=0.1)
+    with pytest.raises(ValueError, match="got average=0, total_steps=10"):
+        AutoLR(Adam(mlp().parameters()), total_steps=10, average=0)

@@ -14,6 +14,7 @@ import torch
 
 from lrlab import checkpoint
 from lrlab.callbacks import MetricsCB
+from lrlab.callbacks.anneal import AutoLRCB
 from lrlab.callbacks.checkpoint import CheckpointCB, DivergenceGuardCB, TrainingInterrupted
 from lrlab.callbacks.recorder import RecorderCB
 from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
@@ -46,6 +47,8 @@ def make_learner(folder, sched: str, cbs=()) -> Learner:
         scheduler = BatchSchedCB(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.05))
     elif sched == "phased":  # warm-up, plateau cut by the validation loss (only a 90% fall counts), decay
         scheduler = BatchSchedCB(partial(PhasedLR, warmup=3, decay=4, patience=0, threshold=0.9))
+    elif sched == "autolr-average":  # validation swaps the weights' average in, training takes them back
+        scheduler = AutoLRCB(max_search=4, average=0.3, bn_batches=2, snapshot_every=2)
     else:
         scheduler = EpochSchedCB(partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
     cbs = [MetricsCB(), RecorderCB(), scheduler, DivergenceGuardCB(factor=10), CheckpointCB(folder, every=2), *cbs]
@@ -84,12 +87,16 @@ STOPS = {
 }
 
 
-@pytest.mark.parametrize("sched", ["onecycle", "step-per-epoch", "phased"])
+@pytest.mark.parametrize("sched", ["onecycle", "step-per-epoch", "phased", "autolr-average"])
 @pytest.mark.parametrize("name", sorted(STOPS))
 def test_any_number_of_interruptions_resume_bit_identically(name, sched, tmp_path):
     full = make_learner(tmp_path / "full", sched).fit(N_EPOCHS)
     if sched == "phased":
         assert full.cb(BatchSchedCB).sched.cuts  # the plateau phase cut the lr: its state is part of the resume
+    if sched == "autolr-average":  # the fit hands over the average its validation scored
+        autolr = full.cb(AutoLRCB).autolr
+        assert autolr.live_params is not None and autolr.average_params is not None
+        assert all(torch.equal(p, a) for p, a in zip(full.model.parameters(), autolr.average_params))
     resumed, interruptions = run_with_interruptions(tmp_path / "run", sched, STOPS[name])
     assert interruptions == len(STOPS[name])
     assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()))

@@ -113,3 +113,14 @@ def test_autolr_as_a_lightning_callback_searches_from_the_default(tmp_path):
     total = int(module.trainer.estimated_stepping_batches)  # told the run's length: hold, then decay to zero
     assert auto.autolr.total_steps == total and any(e["event"] == "decay" for e in auto.autolr.events)
     assert recorder.recorder["lr"][-1] < done[0]["lr"] * 0.1
+
+
+def test_autolr_callback_validates_and_hands_over_the_weights_average(tmp_path):
+    module = TabularModule(lr=1e-3)
+    auto = AutoLRCallback(average=0.1)
+    train, valid = loaders()
+    trainer(tmp_path, 3, [auto]).fit(module, train, valid)
+    assert auto.autolr.live_params is not None  # the trained weights are kept; the module holds their average
+    assert all(torch.equal(p, a) for p, a in zip(module.parameters(), auto.autolr.average_params))
+    assert not all(torch.equal(p, live) for p, live in zip(module.parameters(), auto.autolr.live_params))
+    assert float(module.trainer.callback_metrics["val_acc"]) > 0.65

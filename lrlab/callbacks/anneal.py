@@ -11,6 +11,7 @@ from __future__ import annotations
 from lrlab.annealer import MEASURES, RULES, AutoAnneal, check_settings
 from lrlab.autolr import AutoLR
 from lrlab.callbacks.core import last_metric
+from lrlab.callbacks.lrfree import recompute_bn_for_valid
 from lrlab.learner import Callback, Learner
 
 __all__ = ["MEASURES", "RULES", "AutoAnnealCB", "AutoLRCB"]
@@ -103,8 +104,11 @@ class AutoLRCB(Callback):
     Args:
         budget: give AutoLR the fit's length (hold the found lr, then a linear decay over its last half);
             False: the noise annealer instead (it anneals too early: see docs/results/auto-anneal.md).
+        bn_batches: with `average`, the training batches that re-estimate BatchNorm statistics for the
+            averaged weights before each validation.
         **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold,
-            decay).
+            decay, average). With `average`, validation and the model after the fit use the weights' moving
+            average; training uses the trained weights.
 
     Raises:
         ValueError: a setting out of range (when the fit starts)."""
@@ -113,8 +117,8 @@ class AutoLRCB(Callback):
 
     order = 10
 
-    def __init__(self, budget: bool = True, **settings) -> None:
-        self.budget, self.settings = budget, settings
+    def __init__(self, budget: bool = True, bn_batches: int = 50, **settings) -> None:
+        self.budget, self.bn_batches, self.settings = budget, bn_batches, settings
         self.autolr: AutoLR | None = None
 
     @property
@@ -131,6 +135,16 @@ class AutoLRCB(Callback):
         total = len(learn.dls.train) * learn.n_epochs if self.budget else None
         self.autolr = AutoLR(learn.opt, total_steps=total, **self.settings)
 
+    def _use_average(self, learn: Learner) -> None:
+        if self.autolr.use_average():
+            recompute_bn_for_valid(learn, self.bn_batches)
+
+    def before_epoch(self, learn: Learner) -> None:
+        if learn.training:
+            self.autolr.use_live()
+        else:
+            self._use_average(learn)
+
     def after_batch(self, learn: Learner) -> None:
         if learn.training:
             self.autolr.step(learn.loss)
@@ -138,6 +152,9 @@ class AutoLRCB(Callback):
     def after_epoch(self, learn: Learner) -> None:
         if learn.training:
             self.autolr.epoch_end()
+
+    def after_fit(self, learn: Learner) -> None:
+        self._use_average(learn)  # the model a fit hands over is the one its validation scored
 
     def state_dict(self) -> dict:
         return self.autolr.state_dict()

@@ -50,6 +50,17 @@ def recompute_bn_stats(model: nn.Module, batches, n_batches: int = 50) -> None:
     model.train(was_training)
 
 
+def recompute_bn_for_valid(learn: Learner, n_batches: int = 50) -> None:
+    """recompute_bn_stats on the Learner's training batches, leaving the training order (the loader's epoch and
+    torch's random state, which a torch DataLoader draws from) untouched, so a run stays reproducible."""
+    dl = learn.dls.train
+    epoch, rng = getattr(dl, "epoch", None), torch.get_rng_state()
+    recompute_bn_stats(learn.model, dl, n_batches)
+    torch.set_rng_state(rng)
+    if epoch is not None:
+        dl.epoch = epoch
+
+
 class ScheduleFreeCB(Callback):
     """Schedule-Free's train/eval switch, never forgotten: train weights for training, averaged weights (with
     BatchNorm statistics recomputed for them) for validation and after the fit.
@@ -66,12 +77,7 @@ class ScheduleFreeCB(Callback):
     def _to_eval(self, learn: Learner) -> None:
         learn.opt.eval()
         if self.recompute_bn:
-            dl = learn.dls.train
-            epoch, rng = getattr(dl, "epoch", None), torch.get_rng_state()
-            recompute_bn_stats(learn.model, dl, self.bn_batches)
-            torch.set_rng_state(rng)  # leave the training order untouched (a torch DataLoader draws from it)
-            if epoch is not None:
-                dl.epoch = epoch
+            recompute_bn_for_valid(learn, self.bn_batches)
 
     def before_epoch(self, learn: Learner) -> None:
         if learn.training:
