@@ -17,11 +17,12 @@ through torch's hooks, as AutoAnneal does; knows no Learner):
    one-cycle) and checked on the other two (docs/results/auto-anneal.md).
 3. **Guard** (it cannot diverge): in either phase, a non-finite loss or one `spike` times its moving average
    restores the last good snapshot (weights and optimizer state) and divides the lr by `factor`.
-4. **Average** (optional, `average`): after the search it keeps an exponential moving average of the weights
-   over the last `average` fraction of the run. `use_average()` puts it into the parameters for evaluation,
-   `use_live()` takes the trained ones back (Schedule-Free's train/eval switch, for any optimizer): held at
-   a high lr, the live weights bounce around an optimum that their average sits closer to, so a budgeted run
-   is good at any time, not only after its decay.
+4. **Average** (optional, `average`): after the search it keeps a moving average of the weights whose window
+   is `average` x the steps since the search, scaled by lr / peak (so it shrinks to the live weights as the
+   decay ends). `use_average()` puts it into the parameters for evaluation, `use_live()` takes the trained
+   ones back (Schedule-Free's train/eval switch, for any optimizer): held at a high lr, the live weights
+   bounce around an optimum that their average sits closer to, so a budgeted run is good at any time, not
+   only after its decay.
 
 Events (the search's result, every guard restore) are in `events`; the annealer's checks in `decisions`.
 """
@@ -48,8 +49,8 @@ class AutoLR:
         every, threshold: the annealer's check interval and ratio threshold (see AutoAnneal).
         total_steps: the run's length in steps; given, the lr is held after the search and decays linearly to
             0 over the last `decay` fraction of them (instead of the noise annealer).
-        average: the horizon of the weights' moving average as a fraction of total_steps (needs total_steps);
-            None: no average.
+        average: the window of the weights' moving average as a fraction of the steps since the search (times
+            lr / peak; needs total_steps); None: no average.
 
     Raises:
         ValueError: a setting out of range, named."""
@@ -91,6 +92,7 @@ class AutoLR:
         self.total_steps, self.decay, self.peak = total_steps, decay, None
         self.average = average
         self.average_params: list[torch.Tensor] | None = None  # the moving average, from the search's end
+        self.average_count = 0  # the steps it has taken in
         self.live_params: list[torch.Tensor] | None = None  # the trained weights while the average is swapped in
         self.phase, self.step_count, self.events = "search", 0, []
         self.history: dict[str, list[float]] = {"lr": [], "loss": []}  # per step: the lr applied, the loss
@@ -131,13 +133,17 @@ class AutoLR:
         self._set_lr(lr)
         self.avg, self.n_avg = 0.0, 0
         if self.average_params is not None:  # it took in the steps that led to the spike: start it again
-            self.average_params = [p.detach().clone() for p in self._params()]
+            self.average_params, self.average_count = [p.detach().clone() for p in self._params()], 0
 
     # -- the weights' average ------------------------------------------------------------------------
     def _update_average(self) -> None:
+        """One step of the weights' moving average. Its window is `average` x the steps it has run, so it starts
+        at the live weights and never lags far behind them, scaled by lr / peak: the decay anneals the live
+        weights themselves, and at its end the average is the live weights."""
         if self.average_params is None:
             return
-        rate = 1.0 / max(1.0, self.average * self.total_steps)
+        self.average_count += 1
+        rate = 1.0 / max(1.0, self.average * self.average_count * self.lr / self.peak)
         with torch.no_grad():
             for mean, p in zip(self.average_params, self._params()):
                 mean.lerp_(p.detach(), rate)
@@ -309,7 +315,7 @@ class AutoLR:
         "live_params",
     )
 
-    OLDER = {"best_step": 0, "recent": []}  # for keys absent from states saved by earlier versions (else None)
+    OLDER = {"best_step": 0, "recent": [], "average_count": 0}  # keys absent from older states (others: None)
 
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in self.STATE}

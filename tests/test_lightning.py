@@ -117,10 +117,18 @@ def test_autolr_as_a_lightning_callback_searches_from_the_default(tmp_path):
 
 def test_autolr_callback_validates_and_hands_over_the_weights_average(tmp_path):
     module = TabularModule(lr=1e-3)
-    auto = AutoLRCallback(average=0.1)
+    auto = AutoLRCallback(average=0.5, max_search=20)  # searching for at most 20 of the 24 steps of epoch 0
+    seen = []  # per validation: (the module holds the average, the live weights differ from it)
+
+    class Probe(pl.Callback):
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            if batch_idx == 0 and auto.autolr is not None and auto.autolr.live_params is not None:
+                params, autolr = list(pl_module.parameters()), auto.autolr
+                seen.append((all(torch.equal(p, a) for p, a in zip(params, autolr.average_params)),
+                             not all(torch.equal(p, w) for p, w in zip(params, autolr.live_params))))  # fmt: skip
+
     train, valid = loaders()
-    trainer(tmp_path, 3, [auto]).fit(module, train, valid)
-    assert auto.autolr.live_params is not None  # the trained weights are kept; the module holds their average
+    trainer(tmp_path, 4, [auto, Probe()]).fit(module, train, valid)
+    assert len(seen) == 4 and all(held for held, _ in seen) and seen[0][1]  # mid-run, the average differs
     assert all(torch.equal(p, a) for p, a in zip(module.parameters(), auto.autolr.average_params))
-    assert not all(torch.equal(p, live) for p, live in zip(module.parameters(), auto.autolr.live_params))
     assert float(module.trainer.callback_metrics["val_acc"]) > 0.65
