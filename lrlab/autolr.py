@@ -313,6 +313,9 @@ class AutoLR:
         "peak",
         "average_params",
         "live_params",
+        "best_step",
+        "recent",
+        "average_count",
     )
 
     OLDER = {"best_step": 0, "recent": [], "average_count": 0}  # keys absent from older states (others: None)
