@@ -66,9 +66,9 @@ def schedule_cbs(family: str, lr: float) -> list[Callback]:
     if family == "autolr":
         return [AutoLRCB(budget=False)]  # the noise annealer (its files predate the budgeted default)
     if family == "autolr_budget":
-        return [AutoLRCB(budget=True)]
+        return [AutoLRCB(budget=True, average=None)]  # evaluated at the live weights
     if family == "autolr_avg":
-        return [AutoLRCB(budget=True, average=AVERAGE)]
+        return [AutoLRCB(budget=True)]  # AutoLRCB's defaults: evaluated at the weights' average
     return []
 
 
@@ -82,7 +82,6 @@ SINGLE = {"onecycle@find": "one-cycle at lr_find's suggestion", "autoanneal@6e-2
           "autolr@1e-3": "AutoLR from Adam's default lr 1e-3: it searches its own",
           "autolr_budget@1e-3": "AutoLR told the fit's length: search, hold, decay over the last half",
           "autolr_avg@1e-3": "autolr_budget, evaluated at the weights' moving average"}  # fmt: skip
-AVERAGE = 0.2  # autolr_avg's window of the weights' average: a fraction of the steps since its search (x lr / peak)
 
 
 @dataclass(frozen=True)

@@ -134,10 +134,12 @@ class AutoLRCallback(pl.Callback):
     Args:
         budget: give AutoLR the run's length (trainer.estimated_stepping_batches): hold the found lr, then
             decay it; False: the noise annealer instead.
-        bn_batches: with `average`, the training batches (taken as (inputs, targets)) that re-estimate
+        average: with a known length, the window of the weights' moving average (AutoLR's `average`):
+            validation and the module after fit use it, training the trained weights (checkpoints written after
+            validation hold the trained ones). None: no average.
+        bn_batches: with an average, the training batches (taken as (inputs, targets)) that re-estimate
             BatchNorm statistics for the averaged weights before each validation.
-        **settings: AutoLR's. With `average`, validation and the module after fit use the weights' moving
-            average, training the trained weights (checkpoints written after validation hold the trained ones).
+        **settings: AutoLR's.
 
     After fit, `autolr` holds it (`events`, `decisions`, `plot(path)`).
 
@@ -145,8 +147,8 @@ class AutoLRCallback(pl.Callback):
         ValueError: at fit start, more than one optimizer, an lr scheduler of the module's own, or gradient
             accumulation (as AutoAnnealCallback)."""
 
-    def __init__(self, budget: bool = True, bn_batches: int = 50, **settings: Any) -> None:
-        self.budget, self.bn_batches, self.settings = budget, bn_batches, settings
+    def __init__(self, budget: bool = True, average: float | None = 0.2, bn_batches: int = 50, **settings: Any) -> None:
+        self.budget, self.average, self.bn_batches, self.settings = budget, average, bn_batches, settings
         self.autolr: AutoLR | None = None
 
     def _use_average(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -169,7 +171,8 @@ class AutoLRCallback(pl.Callback):
         total = int(trainer.estimated_stepping_batches) if self.budget else None
         if total is not None and not 0 < total < 2**62:  # max_steps=-1 and no max_epochs: no known length
             total = None
-        self.autolr = AutoLR(optimizer, total_steps=total, **self.settings)
+        average = self.average if total is not None else None  # the average needs the run's length
+        self.autolr = AutoLR(optimizer, total_steps=total, average=average, **self.settings)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.autolr.step(outputs.get("loss") if isinstance(outputs, dict) else outputs)

@@ -104,11 +104,13 @@ class AutoLRCB(Callback):
     Args:
         budget: give AutoLR the fit's length (hold the found lr, then a linear decay over its last half);
             False: the noise annealer instead (it anneals too early: see docs/results/auto-anneal.md).
-        bn_batches: with `average`, the training batches that re-estimate BatchNorm statistics for the
+        average: with a budget, the window of the weights' moving average (AutoLR's `average`): validation
+            and the model after the fit use the average, training the trained weights; the final weights are
+            the same either way (the window closes as the decay ends). None: no average.
+        bn_batches: with an average, the training batches that re-estimate BatchNorm statistics for the
             averaged weights before each validation.
         **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold,
-            decay, average). With `average`, validation and the model after the fit use the weights' moving
-            average; training uses the trained weights.
+            decay).
 
     Raises:
         ValueError: a setting out of range (when the fit starts)."""
@@ -117,8 +119,8 @@ class AutoLRCB(Callback):
 
     order = 10
 
-    def __init__(self, budget: bool = True, bn_batches: int = 50, **settings) -> None:
-        self.budget, self.bn_batches, self.settings = budget, bn_batches, settings
+    def __init__(self, budget: bool = True, average: float | None = 0.2, bn_batches: int = 50, **settings) -> None:
+        self.budget, self.average, self.bn_batches, self.settings = budget, average, bn_batches, settings
         self.autolr: AutoLR | None = None
 
     @property
@@ -133,7 +135,8 @@ class AutoLRCB(Callback):
 
     def before_fit(self, learn: Learner) -> None:
         total = len(learn.dls.train) * learn.n_epochs if self.budget else None
-        self.autolr = AutoLR(learn.opt, total_steps=total, **self.settings)
+        average = self.average if total is not None else None  # the average needs the run's length
+        self.autolr = AutoLR(learn.opt, total_steps=total, average=average, **self.settings)
 
     def _use_average(self, learn: Learner) -> None:
         if self.autolr.use_average():
