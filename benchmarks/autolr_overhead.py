@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lrlab.autolr import AutoLR
+from lrlab.callbacks.lrfree import recompute_bn_stats
 from lrlab.data import get_dls
 from lrlab.models import lesson_cnn
 from lrlab.optim import Adam
@@ -61,6 +62,24 @@ def main() -> None:
     extra = (with_auto / plain - 1) * 100
     print(f"plain loop {plain * 1e3:.2f} ms/batch, with AutoLR {with_auto * 1e3:.2f} ms/batch: "
           f"{(with_auto - plain) * 1e3:+.3f} ms ({extra:+.1f}% of a batch; goal < 5%)")  # fmt: skip
+    if args.average is not None:
+        bn_cost(auto_model, dls.train, plain, args.rounds)
+
+
+def bn_cost(model, dl, batch_seconds: float, rounds: int, bn_batches: int = 50) -> None:
+    """The other cost of evaluating at the average: AutoLRCB re-estimates BatchNorm statistics for it
+    before each validation (bn_batches forward passes), once per epoch rather than per batch."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        recompute_bn_stats(model, dl, bn_batches)
+        times.append(time.perf_counter() - start)
+    once = statistics.median(times)
+    batches = min(bn_batches, len(dl))
+    full_epoch = 60_000 // 256 + 1  # a Fashion-MNIST training epoch at batch 256
+    print(f"BatchNorm re-estimation before each validation ({batches} batches forward): {once * 1e3:.0f} ms, "
+          f"{once / batch_seconds:.1f} training batches' time, {once / (batch_seconds * full_epoch) * 100:.1f}% "
+          f"of a full {full_epoch}-batch epoch")  # fmt: skip
 
 
 if __name__ == "__main__":
