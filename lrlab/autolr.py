@@ -290,13 +290,14 @@ class AutoLR:
         ax_stat.axhline(self.threshold, color="C3", linestyle=":", label=f"threshold {self.threshold:g}")
         ax_stat.set(ylabel="noise / its best", xlabel="step")
         ax_stat.legend(fontsize=8)
+        colors = {"search done": "C2", "decay": "C1", "restore": "C3"}
         for event in self.events:
-            color = "C2" if event["event"] == "search done" else "C3"
+            color = colors[event["event"]]
             for ax in (ax_lr, ax_loss, ax_stat):
                 ax.axvline(event["step"], color=color, linestyle="--", alpha=0.7)
         for ax in (ax_lr, ax_loss, ax_stat):
             ax.grid(alpha=0.3)
-        ax_lr.set_title("AutoLR: search (green), restores (red), annealer checks")
+        ax_lr.set_title("AutoLR: search's end (green), decay's start (orange), restores (red)")
         save(fig, path)
         return fig
 

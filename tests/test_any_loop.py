@@ -265,7 +265,7 @@ def test_autolr_plot_shows_lr_loss_and_statistic(tmp_path):
     assert (tmp_path / "autolr.png").stat().st_size > 5000 and len(fig.axes) == 3
 
 
-def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resumes_exactly():
+def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resumes_exactly(tmp_path):
     dls = tabular_dls()  # 24 batches an epoch
     total = 24 * 6
 
@@ -294,6 +294,8 @@ def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resume
     assert lrs[done["step"] : total // 2] == pytest.approx([done["lr"]] * (total // 2 - done["step"]))  # held
     assert lrs[total // 2] == pytest.approx(done["lr"] * (total - total // 2) / (total // 2))
     assert lrs[-1] == pytest.approx(done["lr"] / (total // 2)) and auto.lr == 0.0  # linearly to zero
+    marks = {(line.get_xdata()[0], line.get_color()) for line in auto.plot(tmp_path / "a.png").axes[0].lines[1:]}
+    assert marks == {(done["step"], "C2"), (decay["step"], "C1")}  # the search's end and the decay's start
     resumed, resumed_auto, _ = run(3, run(3)[2])  # cut mid-hold... and the decay continues exactly
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
     assert resumed_auto.events == auto.events
