@@ -20,7 +20,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from lrlab.annealer import AutoAnneal, check_settings
 from lrlab.autolr import AutoLR
-from lrlab.callbacks.lrfree import recompute_bn_stats
+from lrlab.callbacks.lrfree import recompute_bn_keeping_order
 from lrlab.hyperparams import HyperRecorder
 from lrlab.lr_range import LRFindResult, find_lr_with
 
@@ -154,10 +154,8 @@ class AutoLRCallback(pl.Callback):
     def _use_average(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.autolr is None or not self.autolr.use_average():  # None: the sanity check, before training
             return
-        rng = torch.get_rng_state()  # iterating a shuffling loader draws from it: leave the training order alone
-        batches = ((x.to(pl_module.device), y) for x, y, *_ in trainer.train_dataloader)
-        recompute_bn_stats(pl_module, batches, self.bn_batches)
-        torch.set_rng_state(rng)
+        batches = ((x.to(pl_module.device), y) for x, y, *_ in trainer.train_dataloader)  # iterated inside
+        recompute_bn_keeping_order(pl_module, batches, self.bn_batches)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._use_average(trainer, pl_module)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from lrlab.annealer import MEASURES, RULES, AutoAnneal, check_settings
 from lrlab.autolr import AutoLR
 from lrlab.callbacks.core import last_metric
-from lrlab.callbacks.lrfree import recompute_bn_for_valid
+from lrlab.callbacks.lrfree import recompute_bn_keeping_order
 from lrlab.learner import Callback, Learner
 
 __all__ = ["MEASURES", "RULES", "AutoAnnealCB", "AutoLRCB"]
@@ -140,7 +140,7 @@ class AutoLRCB(Callback):
 
     def _use_average(self, learn: Learner) -> None:
         if self.autolr.use_average():
-            recompute_bn_for_valid(learn, self.bn_batches)
+            recompute_bn_keeping_order(learn.model, learn.dls.train, self.bn_batches)
 
     def before_epoch(self, learn: Learner) -> None:
         if learn.training:

@@ -50,15 +50,14 @@ def recompute_bn_stats(model: nn.Module, batches, n_batches: int = 50) -> None:
     model.train(was_training)
 
 
-def recompute_bn_for_valid(learn: Learner, n_batches: int = 50) -> None:
-    """recompute_bn_stats on the Learner's training batches, leaving the training order (the loader's epoch and
-    torch's random state, which a torch DataLoader draws from) untouched, so a run stays reproducible."""
-    dl = learn.dls.train
-    epoch, rng = getattr(dl, "epoch", None), torch.get_rng_state()
-    recompute_bn_stats(learn.model, dl, n_batches)
+def recompute_bn_keeping_order(model: nn.Module, batches, n_batches: int = 50) -> None:
+    """recompute_bn_stats, leaving the training order untouched: torch's random state (a shuffling torch
+    DataLoader draws from it when iterated) and a lrlab loader's epoch, so a run stays reproducible."""
+    epoch, rng = getattr(batches, "epoch", None), torch.get_rng_state()
+    recompute_bn_stats(model, batches, n_batches)
     torch.set_rng_state(rng)
     if epoch is not None:
-        dl.epoch = epoch
+        batches.epoch = epoch
 
 
 class ScheduleFreeCB(Callback):
@@ -77,7 +76,7 @@ class ScheduleFreeCB(Callback):
     def _to_eval(self, learn: Learner) -> None:
         learn.opt.eval()
         if self.recompute_bn:
-            recompute_bn_for_valid(learn, self.bn_batches)
+            recompute_bn_keeping_order(learn.model, learn.dls.train, self.bn_batches)
 
     def before_epoch(self, learn: Learner) -> None:
         if learn.training:
