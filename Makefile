@@ -7,8 +7,9 @@ ifneq ($(wildcard $(SHARED_DATA)/train-images-idx3-ubyte.gz),)
 export LRLAB_DATA ?= $(SHARED_DATA)
 endif
 export MPLBACKEND ?= Agg
+export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: run test lint format clean bench
+.PHONY: run test lint format clean bench docs
 
 $(BIN)/.installed: pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +23,17 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check lrlab tests benchmarks examples
 	$(BIN)/ruff format --check lrlab tests benchmarks examples
+	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lrlab tests benchmarks examples
+	$(BIN)/lint-imports
+
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict
+	@echo "the site is in site/ (open site/index.html), or: $(BIN)/mkdocs serve"
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format lrlab tests benchmarks examples
@@ -36,4 +44,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/optim_step.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

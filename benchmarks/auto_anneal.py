@@ -11,7 +11,7 @@ import platform
 
 import torch
 
-from lrlab.compare import PRESETS, get_configs, run_grid, write_report
+from lrlab.apps.compare import PRESETS, get_configs, run_grid, write_report
 from lrlab.data import get_dls
 from lrlab.models import lesson_cnn
 

@@ -15,11 +15,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lrlab.autolr import AutoLR
-from lrlab.callbacks.lrfree import recompute_bn_stats
 from lrlab.data import get_dls
-from lrlab.models import lesson_cnn
+from lrlab.models import lesson_cnn, recompute_bn_stats
 from lrlab.optim import Adam
+from lrlab.tuning.auto_lr import AutoLR
 
 
 def epoch(model, dl, opt, auto: AutoLR | None) -> float:

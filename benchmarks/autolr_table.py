@@ -12,9 +12,9 @@ import argparse
 import math
 import statistics
 
-from lrlab.bench import load_runs
-from lrlab.bench_report import entrants, final_values
-from lrlab.workloads import get_workload
+from lrlab.apps.bench import load_runs
+from lrlab.apps.bench_report import entrants, final_values
+from lrlab.data.workloads import get_workload
 
 
 def gap(workload: str, value: float, reference: float) -> tuple[str, bool]:

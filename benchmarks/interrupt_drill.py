@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lrlab import checkpoint
+from lrlab.train import checkpoint
 
 DEFAULT_FIT = ["--epochs", "3", "--n-train", "12288", "--n-valid", "1000", "--checkpoint-every", "1"]
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)

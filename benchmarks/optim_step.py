@@ -17,7 +17,7 @@ from torch import nn
 
 from lrlab.models import lesson_cnn, n_params
 from lrlab.optim import Adam
-from lrlab.optim_flat import FlatAdam
+from lrlab.optim.flat import FlatAdam
 
 
 def resnet_like(width: int = 80, blocks: int = 17) -> nn.Module:

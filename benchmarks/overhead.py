@@ -15,11 +15,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lrlab.callbacks import MetricsCB
 from lrlab.data import get_dls
-from lrlab.learner import Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import Adam
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.learner import Learner
 
 
 def raw_epoch(model: nn.Module, dl, opt: torch.optim.Optimizer) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lrlab.speedrun import speedrun
+from lrlab.apps.speedrun import speedrun
 
 
 def main() -> None:

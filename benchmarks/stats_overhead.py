@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from lrlab.callbacks.stats import ActivationStats, GradientStats
 from lrlab.data import get_dls
-from lrlab.learner import Learner
 from lrlab.models import lesson_cnn
+from lrlab.train.callbacks.stats import ActivationStats, GradientStats
+from lrlab.train.learner import Learner
 
 
 def main() -> None:

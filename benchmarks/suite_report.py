@@ -15,8 +15,8 @@ from collections import Counter
 
 import torch
 
-from lrlab.bench import load_runs
-from lrlab.bench_report import write_report
+from lrlab.apps.bench import load_runs
+from lrlab.apps.bench_report import write_report
 
 
 def main() -> None:

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrlab.annealer import AutoAnneal
-from lrlab.callbacks.lr_finder import lr_find
-from lrlab.hyperparams import HyperRecorder
-from lrlab.loaders import DataLoaders
+from lrlab import lr_find
+from lrlab.data import DataLoaders
 from lrlab.optim import Adam
+from lrlab.schedules import HyperRecorder
+from lrlab.tuning import AutoAnneal
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/plain_loop")
 out.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,3 @@
-from lrlab.cli import main
+from lrlab.cli.main import main
 
 raise SystemExit(main())

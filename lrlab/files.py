@@ -1,8 +1,10 @@
-"""Writing files so that a crash never leaves a half-written one in place."""
+"""Writing files so that a crash never leaves a half-written one in place, and printing so that a closed pipe
+(`lrlab ... | head`) never stops a run."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -51,3 +53,42 @@ def stale_temporaries(path: str | Path) -> list[Path]:
     """The temporary files an interrupted atomic_write of `path` left behind (a SIGKILL skips the cleanup)."""
     path = Path(path)
     return sorted(path.parent.glob(_TEMP_PREFIX.format(name=path.name) + "*" + _TEMP_SUFFIX))
+
+
+class PipeSafeStdout:
+    """Standard output that a closed pipe (`lrlab fit | head -3`) cannot stop: the first failed write says so
+    once on stderr and sends the rest to /dev/null, so the command still finishes and writes its files."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.closed_pipe = stream, False
+
+    def _closed(self) -> None:
+        self.closed_pipe = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # Python's own flush at exit must not fail either
+        os.close(devnull)
+        print("lrlab: standard output was closed; carrying on without it (files are still written)", file=sys.stderr)
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def guard_stdout() -> None:
+    """Route this process's prints through PipeSafeStdout (once)."""
+    if not isinstance(sys.stdout, PipeSafeStdout) and sys.stdout is not None:
+        sys.stdout = PipeSafeStdout(sys.stdout)

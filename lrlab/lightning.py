@@ -18,11 +18,11 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lrlab.lightning needs Lightning: pip install 'lrlab[lightning]'") from error
 
-from lrlab.annealer import AutoAnneal, check_settings
-from lrlab.autolr import AutoLR
-from lrlab.callbacks.lrfree import recompute_bn_keeping_order
-from lrlab.hyperparams import HyperRecorder
-from lrlab.lr_range import LRFindResult, find_lr_with
+from lrlab.models import recompute_bn_keeping_order
+from lrlab.schedules.hyperparams import HyperRecorder
+from lrlab.tuning.auto_anneal import AutoAnneal, check_settings
+from lrlab.tuning.auto_lr import AutoLR
+from lrlab.tuning.lr_range import LRFindResult, find_lr_with
 
 
 def _only_optimizer(trainer: pl.Trainer, who: str) -> torch.optim.Optimizer:
@@ -128,7 +128,7 @@ class AutoAnnealCallback(pl.Callback):
 
 
 class AutoLRCallback(pl.Callback):
-    """AutoLR (lrlab.autolr) in a Lightning Trainer: it searches its own lr from the optimizer's, anneals,
+    """AutoLR (lrlab.tuning.auto_lr) in a Lightning Trainer: it searches its own lr from the optimizer's, anneals,
     and restores the last good state on a spike; stepped with each batch's loss.
 
     Args:

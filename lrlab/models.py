@@ -142,3 +142,34 @@ def lsuv_init(model: nn.Module, batch: torch.Tensor, tol: float = 0.01, max_iter
             finally:
                 handle.remove()
     return model
+
+
+def recompute_bn_stats(model: nn.Module, batches, n_batches: int = 50) -> None:
+    """Re-estimate every BatchNorm's running mean/var at the current weights (a cumulative average)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over the batches below
+    model.train()
+    with torch.no_grad():
+        for i, (xb, _) in enumerate(batches):
+            if i >= n_batches:
+                break
+            model(xb)
+    for bn, momentum in zip(bns, saved):
+        bn.momentum = momentum
+    model.train(was_training)
+
+
+def recompute_bn_keeping_order(model: nn.Module, batches, n_batches: int = 50) -> None:
+    """recompute_bn_stats, leaving the training order untouched: torch's random state (a shuffling torch
+    DataLoader draws from it when iterated) and a lrlab loader's epoch, so a run stays reproducible."""
+    epoch, rng = getattr(batches, "epoch", None), torch.get_rng_state()
+    recompute_bn_stats(model, batches, n_batches)
+    torch.set_rng_state(rng)
+    if epoch is not None:
+        batches.epoch = epoch

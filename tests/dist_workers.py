@@ -6,9 +6,10 @@ import time
 
 import torch.distributed as dist
 
-from lrlab.callbacks import MetricsCB
-from lrlab.distributed import DDPCB, init_from_env, rank
-from lrlab.learner import Callback, Learner
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.ddp import DDPCB
+from lrlab.train.distributed import init_from_env, rank
+from lrlab.train.learner import Callback, Learner
 from tests.conftest import tiny_dls, tiny_model
 
 

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lrlab.anneal import anneal_step
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.anneal import AutoAnnealCB
 from lrlab.lab import Sheet
-from lrlab.learner import Callback, Learner
 from lrlab.optim import SGD, Adam
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.anneal import AutoAnnealCB
+from lrlab.train.learner import Callback, Learner
+from lrlab.tuning.anneal_rule import anneal_step
 from tests.conftest import tiny_dls, tiny_model
 
 
@@ -120,7 +120,7 @@ def test_stationarity_fires_once_training_is_stationary():
 
 
 def test_warmup_ramps_the_lr_then_checks():
-    from lrlab.callbacks.recorder import RecorderCB, lr_of
+    from lrlab.train.callbacks.recorder import RecorderCB, lr_of
 
     rec = RecorderCB(lr=lr_of(0))
     cb = AutoAnnealCB(warmup=6, every=3)

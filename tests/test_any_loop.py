@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrlab.annealer import AutoAnneal
-from lrlab.autolr import AutoLR
-from lrlab.callbacks.lr_finder import lr_find
-from lrlab.hyperparams import HyperRecorder, applied_hypers
-from lrlab.learner import Learner
-from lrlab.loaders import DataLoaders
+from lrlab.data.loaders import DataLoaders
 from lrlab.optim import SGD, Adam
 from lrlab.schedules import sched_lrs
+from lrlab.schedules.hyperparams import HyperRecorder, applied_hypers
+from lrlab.train.callbacks.lr_finder import lr_find
+from lrlab.train.learner import Learner
+from lrlab.tuning.auto_anneal import AutoAnneal
+from lrlab.tuning.auto_lr import AutoLR
 
 
 def tabular(n: int = 2048, n_features: int = 20, n_classes: int = 4, seed: int = 0):
@@ -264,6 +264,19 @@ def test_autolr_plot_shows_lr_loss_and_statistic(tmp_path):
     fig = auto.plot(tmp_path / "autolr.png")
     assert (tmp_path / "autolr.png").stat().st_size > 5000 and len(fig.axes) == 3
 
+
+
+def test_autolr_plot_of_a_budgeted_run_has_no_empty_statistic_panel(tmp_path):
+    dls = tabular_dls()
+    model = mlp()
+    opt = Adam(model.parameters())
+    auto = AutoLR(opt, total_steps=2 * len(dls.train))
+    for _ in range(2):
+        train_epoch(model, opt, dls.train, auto)
+    assert auto.decisions == []
+    fig = auto.plot(tmp_path / "budgeted.png")
+    assert len(fig.axes) == 2 and fig.axes[-1].get_xlabel() == "step"
+    assert (tmp_path / "budgeted.png").stat().st_size > 5000
 
 def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resumes_exactly(tmp_path):
     dls = tabular_dls()  # 24 batches an epoch

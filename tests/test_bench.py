@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lrlab.bench import (
+from lrlab.apps.bench import (
     BenchConfig,
     baseline_configs,
     grid,
@@ -24,7 +24,7 @@ from lrlab.bench import (
     shard_of,
     wsd_lambda,
 )
-from lrlab.bench_report import complete_workloads, entrants, profile, profile_score, ratios, write_report
+from lrlab.apps.bench_report import complete_workloads, entrants, profile, profile_score, ratios, write_report
 
 INF = math.inf
 

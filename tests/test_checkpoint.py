@@ -16,16 +16,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrlab import checkpoint
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.checkpoint import CheckpointCB, Diverged, DivergenceGuardCB
-from lrlab.callbacks.recorder import RecorderCB
-from lrlab.callbacks.schedule import BatchSchedCB
 from lrlab.data import DataLoader, Dataset
 from lrlab.lab import LabError, Sheet
-from lrlab.learner import Callback, CancelFitException, Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import Adam
+from lrlab.train import checkpoint
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.checkpoint import CheckpointCB, Diverged, DivergenceGuardCB
+from lrlab.train.callbacks.recorder import RecorderCB
+from lrlab.train.callbacks.schedule import BatchSchedCB
+from lrlab.train.learner import Callback, CancelFitException, Learner
 from tests.conftest import REPO, tiny_dls, tiny_model
 
 OPTS = {
@@ -198,7 +198,7 @@ def test_malformed_arguments_fail_with_a_message(lr, n_epochs, bs, momentum, she
 
 
 def test_resume_with_a_broken_config_says_so(tmp_path, capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     (tmp_path / "config.json").write_text("{not json")
     assert main(["fit", "--resume", str(tmp_path)]) == 2

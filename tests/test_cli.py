@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lrlab.cli import main
+from lrlab.cli.main import main
 
 
 def test_optimizers_lists_each_with_defaults(capsys):

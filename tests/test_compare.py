@@ -8,14 +8,15 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.lrfree import ScheduleFreeCB, lrfree_opt_func
-from lrlab.cli import main
-from lrlab.compare import CONFIGS, PRESETS, Config, get_configs, run_grid, summarize, write_report
+from lrlab.apps.compare import CONFIGS, PRESETS, Config, get_configs, run_grid, summarize, write_report
+from lrlab.cli.main import main
 from lrlab.data import get_dls
-from lrlab.learner import Callback, Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import SGD
+from lrlab.optim.registry import lrfree_opt_func
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.lrfree import ScheduleFreeCB
+from lrlab.train.learner import Callback, Learner
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,13 @@ def make(small_dls):
 
 def test_short_grid_runs_every_preset_config_and_reports_divergence(small_dls, tmp_path):
     boom = Config("boom", "SGD at lr 1e6 (diverges)", opt_func=partial(SGD), lr=1e6)
-    configs = [*get_configs(PRESETS["lesson"]), boom, CONFIGS["dadapt"]]
+    configs = [*get_configs(PRESETS["lesson"]), CONFIGS["autolr"], boom, CONFIGS["dadapt"]]
     lines = []
     results = run_grid(configs, [0], 1, make(small_dls), lesson_cnn, log=lines.append)
     assert len(results) == len(configs) and len(lines) == len(configs)
     by_name = {r["config"]: r for r in results}
     assert by_name["boom"]["diverged"] and by_name["boom"]["test_acc"] is None
-    for name in PRESETS["lesson"]:
+    for name in [*PRESETS["lesson"], "autolr"]:
         assert not by_name[name]["diverged"] and by_name[name]["test_acc"] > 0.3, name
     assert by_name["onecycle"]["lr"] != "find" and 1e-4 < by_name["onecycle"]["lr"] < 1
     assert "diverged" in lines[-2]

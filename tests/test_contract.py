@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler as S
 
-from lrlab.callbacks import MetricsCB, TrainCB
-from lrlab.callbacks.lr_finder import LRFinderCB, lr_find
-from lrlab.callbacks.recorder import RecorderCB
-from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
-from lrlab.callbacks.speed import MixedPrecisionCB
 from lrlab.data import DataLoaders
-from lrlab.learner import Callback, Learner
 from lrlab.models import lesson_cnn
+from lrlab.train.callbacks import MetricsCB, TrainCB
+from lrlab.train.callbacks.lr_finder import LRFinderCB, lr_find
+from lrlab.train.callbacks.recorder import RecorderCB
+from lrlab.train.callbacks.schedule import BatchSchedCB, EpochSchedCB
+from lrlab.train.callbacks.speed import MixedPrecisionCB
+from lrlab.train.learner import Callback, Learner
 from tests.conftest import tiny_dls, tiny_model
 
 
@@ -193,8 +193,8 @@ def test_course_recorder_functions_and_metric_objects_work():
 
 
 def test_activation_stats_takes_a_predicate_or_a_class_as_the_course_does():
-    from lrlab.callbacks import ActivationStats
     from lrlab.models import GeneralRelu
+    from lrlab.train.callbacks import ActivationStats
 
     by_class, by_predicate = ActivationStats(GeneralRelu), ActivationStats(lambda m: isinstance(m, GeneralRelu))
     Learner(lesson_cnn(), tiny_dls(), cbs=[by_class, by_predicate]).fit(1)
@@ -232,7 +232,7 @@ def test_sched_lrs_simulates_a_built_scheduler_on_a_copy():
 
 
 def test_progress_with_a_plot_saves_the_loss_after_each_epoch(tmp_path):
-    from lrlab.callbacks import ProgressCB
+    from lrlab.train.callbacks import ProgressCB
 
     progress = ProgressCB(plot=True, plot_path=tmp_path / "progress.png")
     Learner(tiny_model(), tiny_dls(), cbs=progress).fit(2)

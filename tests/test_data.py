@@ -11,8 +11,8 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab import data
 from lrlab.data import FILES, DataError, DataLoader, Dataset, get_dls, load_fashion_mnist
+from lrlab.data import fashion_mnist as data
 
 
 def test_loads_real_data_with_expected_shapes_and_stats(fashion):
@@ -184,9 +184,9 @@ def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_loaders_from_tensors_train_and_resume_any_data(tmp_path):
-    from lrlab.callbacks import CheckpointCB, MetricsCB, TrainingInterrupted
     from lrlab.data import DataLoaders
-    from lrlab.learner import Callback, Learner
+    from lrlab.train.callbacks import CheckpointCB, MetricsCB, TrainingInterrupted
+    from lrlab.train.learner import Callback, Learner
 
     (xt, yt), (xv, yv) = blobs(640, 0), blobs(200, 1)
     dls = DataLoaders.from_tensors(xt, yt, xv, yv, batch_size=32, mean=float(xt.mean()), std=float(xt.std()))

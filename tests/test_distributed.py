@@ -11,7 +11,7 @@ import sys
 import torch
 
 from lrlab.data import DataLoader, Dataset
-from lrlab.distributed import launch
+from lrlab.train.distributed import launch
 from tests.conftest import REPO
 
 
@@ -46,8 +46,8 @@ def test_lrlab_fit_nproc_2(data_dir, tmp_path):
     last = summary["history"][-1]
     assert last["valid_n"] == 1000 and last["train_n"] == 8192  # metrics over all ranks' examples
     assert summary["test_accuracy"] > 0.7
-    from lrlab import checkpoint
     from lrlab.models import lesson_cnn
+    from lrlab.train import checkpoint
 
     lesson_cnn().load_state_dict(checkpoint.load(run)["model"])  # a distributed checkpoint loads in one process
 

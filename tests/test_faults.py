@@ -12,16 +12,16 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab import checkpoint
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.anneal import AutoLRCB
-from lrlab.callbacks.checkpoint import CheckpointCB, DivergenceGuardCB, TrainingInterrupted
-from lrlab.callbacks.recorder import RecorderCB
-from lrlab.callbacks.schedule import BatchSchedCB, EpochSchedCB
-from lrlab.learner import Callback, Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import Adam
-from lrlab.phased_schedules import PhasedLR
+from lrlab.schedules.phased import PhasedLR
+from lrlab.train import checkpoint
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.anneal import AutoLRCB
+from lrlab.train.callbacks.checkpoint import CheckpointCB, DivergenceGuardCB, TrainingInterrupted
+from lrlab.train.callbacks.recorder import RecorderCB
+from lrlab.train.callbacks.schedule import BatchSchedCB, EpochSchedCB
+from lrlab.train.learner import Callback, Learner
 from tests.conftest import tiny_dls
 
 N_EPOCHS, N_BATCHES = 3, 6  # 96 images in batches of 16
@@ -158,7 +158,7 @@ def test_a_nan_validation_loss_never_becomes_the_best(tmp_path):
 
 
 def test_a_huge_finite_loss_stops_the_fit_before_it_reaches_a_checkpoint(tmp_path):
-    from lrlab.callbacks.checkpoint import Diverged
+    from lrlab.train.callbacks.checkpoint import Diverged
 
     class Explode(Callback):
         order = -6  # before the guard (-4) looks at the loss
@@ -224,7 +224,7 @@ def test_an_error_before_training_is_not_masked_by_cleanup(tmp_path):
 
 
 def test_lr_find_leaves_the_run_alone(tmp_path):
-    from lrlab.callbacks.lr_finder import lr_find
+    from lrlab.train.callbacks.lr_finder import lr_find
 
     learn = make_learner(tmp_path, "onecycle").fit(1)
     before = (tmp_path / "last.pt").read_bytes()

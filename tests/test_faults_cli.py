@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrlab import checkpoint
-from lrlab.cli import main
+from lrlab.cli.main import main
+from lrlab.train import checkpoint
 from tests.conftest import REPO, require
 
 SMALL = ["--n-train", "12288", "--n-valid", "1000", "--no-progress"]  # 48 batches an epoch

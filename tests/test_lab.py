@@ -228,7 +228,7 @@ def test_every_sheet_runs_from_reset():
 
 
 def test_cli_lab_sheet_and_compare(tmp_path, capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     assert main(["lab", "basic", "--rows", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

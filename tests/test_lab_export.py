@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from openpyxl import load_workbook
 
-from lrlab.cli import main
+from lrlab.cli.main import main
 from lrlab.lab.engine import SHEETS, TEXTBOOK_ONLY
 from lrlab.lab.export import export_workbook, find_soffice, read_values, recalculate
 from lrlab.lab.export_textbook import HELPER_COLUMNS

@@ -47,7 +47,7 @@ def test_nadam_and_radam_sheets_are_torchs_optimizers_row_by_row(name, opt_cls, 
 
 
 def test_ademamix_sheet_is_lrlabs_optimizer_row_by_row():
-    from lrlab.optim_since_adam import AdEMAMix
+    from lrlab.optim.since_adam import AdEMAMix
 
     sheet = Sheet("ademamix").run(2)
     b, a, _ = torch_online_fit(AdEMAMix, 3, lr=sheet.lr, betas=(sheet.beta1, sheet.beta2), beta3=0.9999, alpha=5.0)
@@ -119,7 +119,7 @@ def test_newer_sheets_have_no_workbook_mode_and_every_sheet_a_note():
 
 
 def test_cli_runs_a_newer_sheet_with_its_note(tmp_path, capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     assert main(["lab", "radam", "--runs", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -171,7 +171,7 @@ def test_cli_serve_answers_and_stops_on_ctrl_c():
 
 
 def test_cli_serve_refuses_bad_ports_in_one_line(capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["lab", "serve", "--port", "70000"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrlab.callbacks import DeviceCB, MetricsCB, ProgressCB, SingleBatchCB, TrainCB
-from lrlab.learner import (
+from lrlab.train.callbacks import DeviceCB, MetricsCB, ProgressCB, SingleBatchCB, TrainCB
+from lrlab.train.learner import (
     EVENTS,
     Callback,
     CancelBatchException,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lrlab.optim import Adam
-from lrlab.optim_flat import FlatAdam
+from lrlab.optim.flat import FlatAdam
 from tests.test_optim import SHAPES, assert_rel, grad_stream, init_params, run, two_groups
 
 HP = dict(betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)

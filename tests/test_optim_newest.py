@@ -10,14 +10,14 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import MetricsCB, fit_one_cycle
-from lrlab.callbacks.lrfree import ScheduleFreeCB
-from lrlab.learner import Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import OPTIMIZERS, Adam
-from lrlab.optim_muon import Muon, newton_schulz
-from lrlab.optim_schedule_free import ScheduleFreeAdamW
-from lrlab.optim_since_adam import AdEMAMix, ademamix_warmup
+from lrlab.optim.muon import Muon, newton_schulz
+from lrlab.optim.schedule_free import ScheduleFreeAdamW
+from lrlab.optim.since_adam import AdEMAMix, ademamix_warmup
+from lrlab.train.callbacks import MetricsCB, fit_one_cycle
+from lrlab.train.callbacks.lrfree import ScheduleFreeCB
+from lrlab.train.learner import Learner
 from tests.test_optim import SHAPES, assert_rel, grad_stream, init_params, run
 
 MATRICES = [(16, 8), (8, 16), (10, 10)]
@@ -165,7 +165,7 @@ def test_each_trains_the_lesson_cnn_above_088_in_3_epochs(opt_func, lr, schedule
 
 
 def test_cli_fit_with_schedule_free_adamw_validates_at_the_averaged_weights(tmp_path, data_dir, capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     args = ["fit", "--opt", "schedulefree_adamw", "--sched", "constant", "--lr", "0.01", "--epochs", "2",
             "--n-train", "8192", "--n-valid", "1000", "--no-progress", "--data-dir", str(data_dir),

@@ -9,11 +9,11 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import MetricsCB, fit_one_cycle
-from lrlab.learner import Learner
 from lrlab.models import lesson_cnn
 from lrlab.optim import OPTIMIZERS
-from lrlab.optim_since_adam import Lion, NAdam, RAdam, lion_rule, nadam_rule, radam_rule
+from lrlab.optim.since_adam import Lion, NAdam, RAdam, lion_rule, nadam_rule, radam_rule
+from lrlab.train.callbacks import MetricsCB, fit_one_cycle
+from lrlab.train.learner import Learner
 from tests.test_optim import SHAPES, assert_rel, grad_stream, init_params, run
 
 

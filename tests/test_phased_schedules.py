@@ -9,13 +9,13 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import BatchSchedCB, MetricsCB, RecorderCB
-from lrlab.callbacks.recorder import lr_of
-from lrlab.learner import Learner
-from lrlab.loaders import DataLoaders
+from lrlab.data.loaders import DataLoaders
 from lrlab.optim import Adam
-from lrlab.phased_schedules import PhasedLR, WarmupStableDecay
 from lrlab.schedules import sched_func, sched_lrs
+from lrlab.schedules.phased import PhasedLR, WarmupStableDecay
+from lrlab.train.callbacks import BatchSchedCB, MetricsCB, RecorderCB
+from lrlab.train.callbacks.recorder import lr_of
+from lrlab.train.learner import Learner
 
 
 def one_param_opt(lr: float = 0.1) -> torch.optim.Optimizer:
@@ -117,15 +117,15 @@ def test_phased_refusals_and_presets():
 
 
 def test_cli_sched_plot_previews_wsd(tmp_path, capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     assert main(["sched-plot", "wsd", "--steps", "100", "--opt", "warmup=10", "--out", str(tmp_path / "w.png")]) == 0
     assert (tmp_path / "w.png").exists()
 
 
 def test_hyper_scheduler_preview_equals_what_the_optimizer_applied_and_resumes_exactly():
-    from lrlab.hyperparams import HyperRecorder
-    from lrlab.phased_schedules import HyperScheduler, Ramp
+    from lrlab.schedules.hyperparams import HyperRecorder
+    from lrlab.schedules.phased import HyperScheduler, Ramp
 
     hypers = dict(beta1=Ramp(0.95, 0.85), beta2=Ramp(0.99, 0.999, "linear"), weight_decay=Ramp(0.0, 0.1, "linear"))
     makers = [partial(WarmupStableDecay, warmup=5, decay=10), partial(HyperScheduler, **hypers)]
@@ -164,7 +164,7 @@ def test_hyper_scheduler_preview_equals_what_the_optimizer_applied_and_resumes_e
 
 
 def test_hyper_scheduler_refuses_what_it_cannot_schedule():
-    from lrlab.phased_schedules import HyperScheduler, Ramp
+    from lrlab.schedules.phased import HyperScheduler, Ramp
 
     with pytest.raises(ValueError, match="cannot schedule 'lr'; choose from momentum, beta1, beta2, weight_decay"):
         HyperScheduler(one_param_opt(), total_steps=10, lr=Ramp(1, 0))
@@ -176,7 +176,7 @@ def test_hyper_scheduler_refuses_what_it_cannot_schedule():
 
 
 def test_cli_sched_plot_ramps_other_hyperparameters_and_draws_constant(tmp_path, capsys):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     args = ["sched-plot", "wsd", "--steps", "200", "--opt", "warmup=20", "--hyper", "weight_decay=0:0.1:linear",
             "--hyper", "beta1=0.95:0.85", "--out", str(tmp_path / "w.png")]  # fmt: skip
@@ -191,7 +191,7 @@ def test_cli_sched_plot_ramps_other_hyperparameters_and_draws_constant(tmp_path,
 
 
 def test_cli_fit_with_wsd_and_a_weight_decay_ramp(tmp_path, data_dir):
-    from lrlab.cli import main
+    from lrlab.cli.main import main
 
     args = ["fit", "--sched", "wsd", "--hyper", "weight_decay=0:0.05:linear", "--epochs", "1", "--n-train", "4096",
             "--n-valid", "500", "--no-progress", "--data-dir", str(data_dir),

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as S
 
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.lr_finder import LRFinderCB, lr_find, smooth, steepest, valley
-from lrlab.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
-from lrlab.callbacks.schedule import BatchSchedCB, DeadlineSchedCB, EpochSchedCB, fit_one_cycle
-from lrlab.callbacks.speed import StepLimitCB
-from lrlab.learner import Learner
 from lrlab.optim import Adam
 from lrlab.schedules import available_schedulers, build_sched, plot_sched, sched_func, sched_lrs
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.lr_finder import LRFinderCB, lr_find, smooth, steepest, valley
+from lrlab.train.callbacks.recorder import RecorderCB, loss_value, lr_of, mom_of
+from lrlab.train.callbacks.schedule import BatchSchedCB, DeadlineSchedCB, EpochSchedCB, fit_one_cycle
+from lrlab.train.callbacks.speed import StepLimitCB
+from lrlab.train.learner import Learner
 from tests.conftest import tiny_dls, tiny_model
 
 

@@ -7,15 +7,15 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.schedule import fit_one_cycle
-from lrlab.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB
-from lrlab.cli import main
+from lrlab.apps.speedrun import Recipe, seconds_per_batch, seconds_to_evaluate, speedrun
+from lrlab.cli.main import main
 from lrlab.data import get_dls
-from lrlab.learner import Callback, Learner
 from lrlab.models import get_model, lesson_cnn, n_params
 from lrlab.optim import Adam
-from lrlab.speedrun import Recipe, seconds_per_batch, seconds_to_evaluate, speedrun
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.schedule import fit_one_cycle
+from lrlab.train.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB
+from lrlab.train.learner import Callback, Learner
 from tests.conftest import tiny_dls
 
 

@@ -7,14 +7,14 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.schedule import fit_one_cycle
-from lrlab.callbacks.stats import ActivationStats, GradientStats, Hooks, activation_modules
-from lrlab.cli import main
+from lrlab.cli.main import main
 from lrlab.data import get_dls
-from lrlab.learner import Callback, Learner
 from lrlab.models import GeneralRelu, init_weights, lesson_cnn, lsuv_init
 from lrlab.optim import Adam
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.schedule import fit_one_cycle
+from lrlab.train.callbacks.stats import ActivationStats, GradientStats, Hooks, activation_modules
+from lrlab.train.learner import Callback, Learner
 from tests.conftest import tiny_dls
 
 

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrlab import checkpoint
-from lrlab.callbacks import CheckpointCB, MetricsCB, RecorderCB, TrainingInterrupted
-from lrlab.distributed import DDPCB
-from lrlab.learner import Callback, CancelFitException, Learner
-from lrlab.loaders import DataLoaders, TorchLoader
+from lrlab.data.loaders import DataLoaders, TorchLoader
 from lrlab.optim import Adam
+from lrlab.train import checkpoint
+from lrlab.train.callbacks import CheckpointCB, MetricsCB, RecorderCB, TrainingInterrupted
+from lrlab.train.callbacks.ddp import DDPCB
+from lrlab.train.learner import Callback, CancelFitException, Learner
 
 
 class Tabular(torch.utils.data.Dataset):
@@ -141,7 +141,7 @@ def test_what_a_torch_dataloader_cannot_do_is_refused_by_name(tmp_path, monkeypa
     learn.fit(1)
     with pytest.raises(ValueError, match="a DataLoader cannot restart in the middle of an epoch"):
         checkpoint.capture(learn, 0, 3)
-    monkeypatch.setattr("lrlab.distributed.is_distributed", lambda: True)
-    monkeypatch.setattr("lrlab.distributed.world_size", lambda: 2)
+    monkeypatch.setattr("lrlab.train.distributed.is_distributed", lambda: True)
+    monkeypatch.setattr("lrlab.train.distributed.world_size", lambda: 2)
     with pytest.raises(ValueError, match=r"the train loader \(DataLoader\) cannot be sharded across 2 processes"):
         make_learner(torch_dls(), [DDPCB()]).fit(1)

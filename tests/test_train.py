@@ -8,12 +8,12 @@ from functools import partial
 import pytest
 import torch
 
-from lrlab.callbacks import MetricsCB
-from lrlab.callbacks.schedule import BatchSchedCB
-from lrlab.cli import main
+from lrlab.cli.main import main
 from lrlab.data import get_dls
-from lrlab.learner import Learner
 from lrlab.models import lesson_cnn
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.schedule import BatchSchedCB
+from lrlab.train.learner import Learner
 
 
 def test_lrlab_fit_defaults_reach_the_lessons_accuracy(data_dir, tmp_path, capsys):
@@ -47,9 +47,9 @@ def test_each_optimizer_trains_from_the_cli(opt, lr, data_dir, tmp_path):
 
 
 def test_lr_find_suggestion_trains_to_090_with_one_cycle(data_dir):
-    from lrlab.callbacks.lr_finder import lr_find
-    from lrlab.callbacks.schedule import fit_one_cycle
     from lrlab.optim import Adam
+    from lrlab.train.callbacks.lr_finder import lr_find
+    from lrlab.train.callbacks.schedule import fit_one_cycle
 
     torch.manual_seed(0)
     metrics = MetricsCB()
@@ -67,7 +67,7 @@ def test_cosine_per_batch_and_per_epoch_train_the_cnn(step, data_dir):
 
     Measured here with seeds 0-2: bs 256 gives 0.885-0.890 / 0.883-0.885; bs 1024 only 0.862-0.866 / 0.867-0.873.
     """
-    from lrlab.callbacks.schedule import EpochSchedCB
+    from lrlab.train.callbacks.schedule import EpochSchedCB
 
     torch.manual_seed(0)
     metrics = MetricsCB()
@@ -76,3 +76,41 @@ def test_cosine_per_batch_and_per_epoch_train_the_cnn(step, data_dir):
     opt = torch.optim.AdamW  # the lesson's notebook: default eps
     Learner(lesson_cnn(), get_dls(256, data_dir=data_dir), lr=6e-2, cbs=[metrics, cb], opt_func=opt).fit(3)
     assert metrics.history[-1]["valid_acc"] >= 0.875
+
+
+def test_lrlab_fit_auto_needs_no_lr_and_records_its_decisions(data_dir, tmp_path, capsys):
+    """`lrlab fit --auto`: AutoLR's search starts at 1e-3 (no --lr given), finds its lr, holds, decays; the
+    run folder has its search and decisions as data (autolr.json) and as a picture (autolr.png)."""
+    args = ["fit", "--auto", "--epochs", "2", "--n-train", "20000", "--n-valid", "5000", "--no-progress"]
+    assert main([*args, "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["sched"] == "autolr" and config["lr"] == 1e-3 and config["auto"] is True
+    record = json.loads((run / "autolr.json").read_text())
+    assert record["start_lr"] == pytest.approx(1e-3)
+    assert 1e-3 < record["found_lr"] < 1.0 and 10 < record["search_steps"] <= 150
+    assert [e["event"] for e in record["events"]][:1] == ["search done"]
+    assert record["settings"] == {"budget": True, "average": 0.2}
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["autolr"]["found_lr"] == record["found_lr"]
+    assert summary["test_accuracy"] >= 0.85, out
+    assert (run / "autolr.png").stat().st_size > 10_000
+    assert f"found lr {record['found_lr']:.3g}" in out and "AutoLR (search from lr 0.001)" in out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--sched", "cosine"], "--auto lets AutoLR set the lr, so it takes no --sched (got --sched cosine)"),
+        (["--sched-step", "epoch"], "--sched-step epoch does not apply to AutoLR: it steps every batch"),
+        (["--sched-arg", "grow=0.5"], "--auto with --sched-arg grow=0.5: grow must be > 1, got 0.5"),
+        (["--sched-arg", "colour=1"], "--auto with --sched-arg colour=1: AutoLR.__init__() got an unexpected"),
+    ],
+)
+def test_lrlab_fit_auto_refuses_what_does_not_apply_in_one_line(extra, message, data_dir, tmp_path, capsys):
+    args = ["fit", "--auto", *extra, "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()

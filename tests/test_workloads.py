@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrlab.bench import parse_config, run_one
+from lrlab.apps.bench import parse_config, run_one
 from lrlab.data import DataError
-from lrlab.workloads import get_workload, workload_names
-from lrlab.workloads.text import FORTUNES_DIR, fortunes_text
+from lrlab.data.workloads import get_workload, workload_names
+from lrlab.data.workloads.text import FORTUNES_DIR, fortunes_text
 from tests.conftest import require
 
 # (workload, config, epochs, how far past the trivial baseline it must get)

@@ -16,11 +16,11 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from lrlab.anneal import anneal_step
 from lrlab.lab import newer
 from lrlab.lab.data import WORKBOOK_ROWS, load_csv, random_rows
-from lrlab.optim import adam_rule, momentum_rule, rmsprop_rule, sgd_rule
-from lrlab.optim import check_lr as optim_check_lr
+from lrlab.optim.classic import adam_rule, momentum_rule, rmsprop_rule, sgd_rule
+from lrlab.optim.core import check_lr as optim_check_lr
+from lrlab.tuning.anneal_rule import anneal_step
 
 WORKBOOK_SHEETS = ("basic", "momentum", "rmsprop", "adam", "adam_ann")  # the lesson's graddesc workbook
 TEXTBOOK_ONLY = tuple(newer.ROWS)  # optimizers since Adam: no workbook, so textbook mode only

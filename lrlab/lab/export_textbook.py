@@ -20,7 +20,7 @@ from openpyxl.styles import Font
 
 from lrlab.lab.engine import Sheet
 from lrlab.lab.newer import ADEMAMIX_ALPHA, ADEMAMIX_BETA3, EXTRA_STATE
-from lrlab.optim_muon import orthogonalize_row
+from lrlab.optim.muon import orthogonalize_row
 
 HELPER_COLUMNS = ("O", "R", "S", "T")
 ADAM_DENOM = "(SQRT({sq}/(1-$L$1^O{r}))+$N$1)"

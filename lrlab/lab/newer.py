@@ -1,6 +1,6 @@
 """Sheets for the optimizers since Adam, on the lab's y = a*x + b rows. There is no workbook for them, so they
 exist in textbook mode only: state from zero, eps 1e-8, true RMSE. Each row applies lrlab's own rule
-(lrlab.optim_since_adam) to the intercept b and the slope a, exactly as the Adam sheet applies adam_rule.
+(lrlab.optim.since_adam) to the intercept b and the slope a, exactly as the Adam sheet applies adam_rule.
 
 A row function takes (x, y, b, a, state, step, lr, beta1, beta2) and returns (err^2, b', a', state', step');
 the state is (mom_b, mom_a, sq_b, sq_a) as on the other sheets, then what a sheet needs more (EXTRA_STATE names
@@ -9,9 +9,9 @@ the displayed ones): NAdam's running product of its momentum schedule, AdEMAMix'
 
 from __future__ import annotations
 
-from lrlab.optim_muon import orthogonalize_row
-from lrlab.optim_schedule_free import schedule_free_adamw_rule
-from lrlab.optim_since_adam import ademamix_rule, lion_rule, nadam_rule, radam_rule
+from lrlab.optim.muon import orthogonalize_row
+from lrlab.optim.schedule_free import schedule_free_adamw_rule
+from lrlab.optim.since_adam import ademamix_rule, lion_rule, nadam_rule, radam_rule
 
 EPS = 1e-8
 

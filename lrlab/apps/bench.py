@@ -1,0 +1,247 @@
+"""`lrlab bench`: configurations x workloads x seeds, one result file per run, written as each run ends.
+
+A configuration is `family@setting`: `constant@3e-3` is Adam at a constant 3e-3, `schedulefree@5e-3` is
+Schedule-Free AdamW at lr 5e-3. The report (lrlab.apps.bench_report) turns families into fair entrants: a
+schedule family "tuned" takes its best lr per workload, a learning-rate-free family "calibrated" takes the
+one setting that is best across the whole suite, and "default" is its published default.
+
+Files: OUT/runs/WORKLOAD/CONFIG/seedN.json, each written atomically when its run ends. A rerun skips the
+runs whose file exists, so Ctrl-C loses only the run in progress, and `--shard i/n` splits the grid into n
+disjoint parts that any job scheduler can run on other machines; copying their OUT/runs together and
+running the report merges them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.optim import lr_scheduler
+
+from lrlab.data.workloads import Workload, get_workload, workload_names
+from lrlab.files import atomic_write_text
+from lrlab.optim.registry import lesson_opt_func, lrfree_opt_func
+from lrlab.train.callbacks import MetricsCB
+from lrlab.train.callbacks.anneal import AutoAnnealCB, AutoLRCB
+from lrlab.train.callbacks.checkpoint import Diverged, DivergenceGuardCB
+from lrlab.train.callbacks.lr_finder import lr_find
+from lrlab.train.callbacks.lrfree import ScheduleFreeCB
+from lrlab.train.callbacks.recorder import RecorderCB, lr_of
+from lrlab.train.callbacks.schedule import BatchSchedCB, EpochSchedCB
+from lrlab.train.learner import Callback, Learner
+
+LR_GRID = ("1e-3", "3e-3", "1e-2", "3e-2")  # the "small lr grid per workload" every schedule family is tuned on
+
+
+def wsd_lambda(total: int, warmup: float = 0.05, decay: float = 0.2) -> Callable[[int], float]:
+    """Warm-up, stable, decay: linear up over the first 5% of steps, flat, linear down to 0 over the last 20%."""
+    n_warm, n_decay = max(1, int(total * warmup)), max(1, int(total * decay))
+
+    def factor(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / n_warm
+        return min(1.0, max(0.0, (total - step) / n_decay))
+
+    return factor
+
+
+def schedule_cbs(family: str, lr: float) -> list[Callback]:
+    """The callbacks of a schedule family (Adam throughout)."""
+    if family == "cosine":
+        return [BatchSchedCB(partial(lr_scheduler.CosineAnnealingLR))]
+    if family == "onecycle":
+        return [BatchSchedCB(partial(lr_scheduler.OneCycleLR, max_lr=lr))]
+    if family == "wsd":
+        return [BatchSchedCB(lambda opt, total_steps: lr_scheduler.LambdaLR(opt, wsd_lambda(total_steps)))]
+    if family == "plateau":
+        return [EpochSchedCB(partial(lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.25))]
+    if family == "autoanneal":
+        return [AutoAnnealCB()]
+    if family == "autolr":
+        return [AutoLRCB(budget=False)]  # the noise annealer (its files predate the budgeted default)
+    if family == "autolr_budget":
+        return [AutoLRCB(budget=True, average=None)]  # evaluated at the live weights
+    if family == "autolr_avg":
+        return [AutoLRCB(budget=True)]  # AutoLRCB's defaults: evaluated at the weights' average
+    return []
+
+
+SCHEDULES = ("constant", "cosine", "onecycle", "wsd", "plateau")
+LRFREE = {  # family -> (published default setting, calibration grid); the setting is the lr they are given
+    "prodigy": ("1", ("0.5", "1", "2")),
+    "schedulefree": ("2.5e-3", ("1e-3", "2.5e-3", "5e-3", "1e-2")),
+    "dadapt": ("1", ("0.5", "1", "2")),
+}
+SINGLE = {"onecycle@find": "one-cycle at lr_find's suggestion", "autoanneal@6e-2": "AutoAnnealCB defaults, Adam 6e-2",
+          "autolr@1e-3": "AutoLR from Adam's default lr 1e-3: it searches its own",
+          "autolr_budget@1e-3": "AutoLR told the fit's length: search, hold, decay over the last half",
+          "autolr_avg@1e-3": "autolr_budget, evaluated at the weights' moving average"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One configuration: `family@setting`."""
+
+    name: str
+
+    @property
+    def family(self) -> str:
+        return self.name.split("@")[0]
+
+    @property
+    def setting(self) -> str:
+        return self.name.split("@")[1]
+
+
+def baseline_configs() -> list[str]:
+    """The suite's baselines: each schedule over LR_GRID, the single configs, each lr-free family's grid."""
+    names = [f"{family}@{lr}" for family in SCHEDULES for lr in LR_GRID] + list(SINGLE)
+    names += [f"{family}@{s}" for family, (_, grid) in LRFREE.items() for s in grid]
+    return names
+
+
+def parse_config(name: str) -> BenchConfig:
+    """A configuration name, checked.
+
+    Raises:
+        ValueError: not family@setting, an unknown family, or a setting that is not a positive number."""
+    family, _, setting = name.partition("@")
+    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", "autolr_avg", *LRFREE)
+    if family not in families or not setting:
+        raise ValueError(f"config must be family@setting with family one of {', '.join(families)}, got {name!r}")
+    if not (family == "onecycle" and setting == "find"):
+        try:
+            ok = float(setting) > 0 and math.isfinite(float(setting))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"the setting of {name!r} must be a positive number (or 'find' for onecycle)")
+    return BenchConfig(name)
+
+
+def opt_func_for(config: BenchConfig, n_steps: int) -> Callable:
+    if config.family in ("prodigy", "dadapt"):
+        return lrfree_opt_func(config.family)  # the setting is their lr: a multiplier of the step they estimate
+    if config.family == "schedulefree":
+        return lrfree_opt_func("schedulefree", warmup_steps=max(1, n_steps // 20))
+    return lesson_opt_func("adam")
+
+
+def steps_to_target(workload: Workload, history: list[dict], steps_per_epoch: int) -> tuple[float, float]:
+    """Training steps and seconds until the validation metric first met the target (inf, inf if never)."""
+    seconds = 0.0
+    for row in history:
+        seconds += row.get("seconds", 0.0)
+        value = workload.score(row.get("valid_loss", math.nan), row.get("valid_acc"))
+        if math.isfinite(value) and workload.reached(value):
+            return float((row["epoch"] + 1) * steps_per_epoch), seconds
+    return math.inf, math.inf
+
+
+def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | None = None) -> dict:
+    """Train one (workload, config, seed) and return its record; a diverged run is recorded, not raised."""
+    epochs = epochs or workload.epochs
+    torch.manual_seed(seed)
+    dls = workload.loaders(seed)
+    n_steps = len(dls.train) * epochs
+    metrics, recorder = MetricsCB(accuracy=workload.metric == "accuracy"), RecorderCB(lr=lr_of(0))
+    learn = Learner(workload.model(), dls, loss_func=workload.loss_func, lr=1e-3, cbs=[metrics, recorder],
+                    opt_func=opt_func_for(config, n_steps))  # fmt: skip
+    start = time.perf_counter()
+    lr = lr_find(learn).suggestion if config.setting == "find" else float(config.setting)
+    cbs = schedule_cbs(config.family, lr) + ([ScheduleFreeCB()] if config.family == "schedulefree" else [])
+    try:
+        guard = [] if config.family.startswith("autolr") else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
+        learn.fit(epochs, lr=lr, cbs=[*cbs, *guard])
+        diverged = False
+    except Diverged:
+        diverged = True
+    history = metrics.history
+    last = history[-1] if history else {}
+    final = workload.score(last.get("valid_loss", math.nan), last.get("valid_acc"))
+    diverged = diverged or len(history) < epochs or not math.isfinite(final)
+    to_target = steps_to_target(workload, history, len(dls.train))
+    anneal = next((cb for cb in cbs if isinstance(cb, (AutoAnnealCB, AutoLRCB))), None)
+    return {"workload": workload.name, "config": config.name, "seed": seed, "epochs": epochs, "lr": lr,
+            "metric": workload.metric, "final": None if diverged else final, "diverged": diverged,
+            "steps_to_target": to_target[0], "seconds_to_target": to_target[1], "steps": n_steps,
+            "wall": time.perf_counter() - start, "history": history, "lrs": recorder.recs["lr"],
+            "decisions": anneal.decisions if anneal else [], "events": getattr(anneal, "events", [])}  # fmt: skip
+
+
+def run_path(out: Path, workload: str, config: str, seed: int) -> Path:
+    return out / "runs" / workload / config / f"seed{seed}.json"
+
+
+def grid(workloads: Sequence[str], configs: Sequence[str], seeds: int) -> list[tuple[str, str, int]]:
+    """Every (workload, config, seed), in a fixed order: workloads, then configs, then seeds."""
+    return [(w, c, s) for w in workloads for c in configs for s in range(seeds)]
+
+
+def shard_of(jobs: list, shard: tuple[int, int]) -> list:
+    """Shard i of n (1-based): every n-th job from the (i-1)-th, so shards are disjoint and cover the grid."""
+    i, n = shard
+    return jobs[i - 1 :: n]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' with 1 <= i <= n.
+
+    Raises:
+        ValueError: anything else."""
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard must be i/n with 1 <= i <= n, got {text!r}")
+    return i, n
+
+
+def resolve(workloads: Sequence[str], configs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """'all' and 'baselines' expanded; every name checked before anything runs.
+
+    Raises:
+        ValueError: an unknown workload or a malformed config, named."""
+    names = workload_names() if list(workloads) == ["all"] else [get_workload(w).name for w in workloads]
+    expanded = [c for name in configs for c in (baseline_configs() if name == "baselines" else [name])]
+    return names, [parse_config(c).name for c in dict.fromkeys(expanded)]
+
+
+def run_bench(
+    out: str | Path,
+    workloads: Sequence[str],
+    configs: Sequence[str],
+    seeds: int,
+    shard: tuple[int, int] = (1, 1),
+    epochs: int | None = None,
+    log: Callable[[str], None] = print,
+    runner: Callable[..., dict] = run_one,
+) -> list[Path]:
+    """Run this shard's part of the grid, skipping finished runs; returns the result files of the shard."""
+    out = Path(out)
+    names, config_names = resolve(workloads, configs)
+    jobs = shard_of(grid(names, config_names, seeds), shard)
+    done = [job for job in jobs if run_path(out, *job).exists()]
+    log(f"{len(jobs)} runs in this shard, {len(done)} already done")
+    for k, (w, c, s) in enumerate(jobs, start=1):
+        path = run_path(out, w, c, s)
+        if path.exists():
+            continue
+        record = runner(get_workload(w), parse_config(c), s, epochs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, default=float))
+        value = "diverged" if record["diverged"] else f"{record['metric']} {record['final']:.4f}"
+        log(f"[{k}/{len(jobs)}] {w} {c} seed {s}: {value}, {record['wall']:.1f} s")
+    return [run_path(out, *job) for job in jobs]
+
+
+def load_runs(out: str | Path) -> list[dict]:
+    """Every result file under OUT/runs (from any shard), in a fixed order."""
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/*/seed*.json"))]

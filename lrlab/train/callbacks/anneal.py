@@ -1,0 +1,193 @@
+"""AutoAnnealCB: the automatic annealer (lrlab.tuning.auto_anneal.AutoAnneal) as a Learner callback.
+
+Defaults (chosen by measurement on the lesson CNN, see docs/results/auto-anneal.md): the noise measure,
+checked every 50 batches after a one-epoch linear warm-up (warmup=None), ratio rule with rebase,
+threshold 1.5, factor 3. `AutoAnnealCB.workbook()` is the sheet's rule as it stands (on a real network it
+never fires). The measures and rules are described in lrlab.annealer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lrlab.models import recompute_bn_keeping_order
+from lrlab.train.callbacks.core import last_metric
+from lrlab.train.learner import Callback, Learner
+from lrlab.tuning.auto_anneal import MEASURES, RULES, AutoAnneal, check_settings
+from lrlab.tuning.auto_lr import AutoLR
+
+__all__ = ["MEASURES", "RULES", "AutoAnnealCB", "AutoLRCB"]
+
+
+class AutoAnnealCB(Callback):
+    """Anneal the lr by a statistic of training, with no schedule set ahead; every decision is recorded.
+
+    A thin adapter: before_fit builds an `AutoAnneal` on the Learner's optimizer, each training batch steps
+    it, each epoch's end (after validation, for measure "valid_loss") calls its `epoch_end`.
+
+    Args:
+        measure, rule, threshold, factor, every, best, beta, tolerance, rebase: as `AutoAnneal`'s.
+        warmup: batches of linear warm-up before the first check (None: one epoch; 0: none).
+
+    Raises:
+        ValueError: the settings `AutoAnneal` refuses (checked here, before any fit)."""
+
+    run_in_lr_find = False  # it follows or steers the real run
+
+    order = 10  # after MetricsCB, so the valid loss is known at after_epoch
+
+    @classmethod
+    def workbook(cls, best: float | None = None) -> AutoAnnealCB:
+        """The adam_ann sheet's rule exactly: second-moment measure, each epoch, best = running minimum."""
+        return cls(measure="sq", rule="ratio", threshold=2.0, factor=4.0, every=None, warmup=0, best=best, rebase=False)
+
+    def __init__(
+        self,
+        measure: str = "noise",
+        rule: str = "ratio",
+        threshold: float = 1.5,
+        factor: float = 3.0,
+        every: int | None = 50,
+        warmup: int | None = None,
+        best: float | None = None,
+        beta: float = 0.99,
+        tolerance: float = 0.5,
+        rebase: bool = True,
+    ) -> None:
+        check_settings(measure, rule, threshold, factor, every, warmup)
+        self.settings = dict(measure=measure, rule=rule, threshold=threshold, factor=factor, every=every, best=best,
+                             beta=beta, tolerance=tolerance, rebase=rebase)  # fmt: skip
+        self.warmup = warmup
+        self.annealer: AutoAnneal | None = None
+
+    def __getattr__(self, name: str):
+        if name in ("measure", "rule", "threshold", "factor", "every"):
+            return self.__dict__["settings"][name]
+        raise AttributeError(name)
+
+    @property
+    def decisions(self) -> list[dict]:
+        """Every check: step, epoch, measure, ratio, old_lr, new_lr, loss (a moving average)."""
+        return self.annealer.decisions if self.annealer is not None else []
+
+    def before_fit(self, learn: Learner) -> None:
+        warmup = len(learn.dls.train) if self.warmup is None else self.warmup
+        self.annealer = AutoAnneal(learn.opt, warmup=warmup, **self.settings)
+
+    def state_dict(self) -> dict:
+        return self.annealer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.annealer.load_state_dict(state)
+
+    def after_batch(self, learn: Learner) -> None:
+        if learn.training:
+            self.annealer.step(getattr(learn, "loss", None))
+
+    def after_epoch(self, learn: Learner) -> None:
+        if self.settings["measure"] != "valid_loss":
+            if learn.training:
+                self.annealer.epoch_end()
+        elif not learn.training or not learn.do_valid:
+            valid_loss = last_metric(learn, "valid_loss")
+            if valid_loss is None and self.every is None and self.annealer.step_count > self.annealer.warmup:
+                raise ValueError("measure 'valid_loss' needs a MetricsCB and a validation pass")
+            self.annealer.epoch_end(valid_loss)
+
+    def cleanup_fit(self, learn: Learner) -> None:
+        if self.annealer is not None:
+            self.annealer.remove()  # kept, detached: its decisions stay readable
+
+
+class AutoLRCB(Callback):
+    """AutoLR (lrlab.tuning.auto_lr) as a Learner callback: no lr to choose, restores the last good state on a
+    spike. Give the Learner any lr (the optimizer's default is a fine start): the search finds its own.
+
+    Args:
+        budget: give AutoLR the fit's length (hold the found lr, then a linear decay over its last half);
+            False: the noise annealer instead (it anneals too early: see docs/results/auto-anneal.md).
+        average: with a budget, the window of the weights' moving average (AutoLR's `average`): validation
+            and the model after the fit use the average, training the trained weights; the final weights are
+            the same either way (the window closes as the decay ends). None: no average.
+        bn_batches: with an average, the training batches that re-estimate BatchNorm statistics for the
+            averaged weights before each validation.
+        **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold,
+            decay).
+
+    Raises:
+        ValueError: a setting out of range (when the fit starts)."""
+
+    run_in_lr_find = False  # it follows or steers the real run
+
+    order = 10
+
+    def __init__(self, budget: bool = True, average: float | None = 0.2, bn_batches: int = 50, **settings) -> None:
+        self.budget, self.average, self.bn_batches, self.settings = budget, average, bn_batches, settings
+        self.autolr: AutoLR | None = None
+
+    @property
+    def decisions(self) -> list[dict]:
+        """The annealer's checks after the search."""
+        return self.autolr.decisions if self.autolr is not None else []
+
+    @property
+    def events(self) -> list[dict]:
+        """The search's result and every restore of the last good state."""
+        return self.autolr.events if self.autolr is not None else []
+
+    def build(self, opt: torch.optim.Optimizer, n_steps: int) -> AutoLR:
+        """The AutoLR this callback drives over a fit of n_steps optimizer steps.
+
+        Raises:
+            ValueError: a setting out of range; TypeError: a setting AutoLR does not have."""
+        total = n_steps if self.budget else None
+        average = self.average if total is not None else None  # the average needs the run's length
+        return AutoLR(opt, total_steps=total, average=average, **self.settings)
+
+    def before_fit(self, learn: Learner) -> None:
+        self.autolr = self.build(learn.opt, len(learn.dls.train) * learn.n_epochs)
+
+    def summary(self) -> dict:
+        """What AutoLR did, for a run folder: where it started, the lr its search found, every event."""
+        found = next((e for e in self.events if e["event"] == "search done"), None)
+        history = self.autolr.history["lr"] if self.autolr is not None else []
+        return {
+            "start_lr": history[0] if history else None,
+            "found_lr": found["lr"] if found else None,
+            "search_steps": found["step"] if found else None,
+            "restores": sum(e["event"] == "restore" for e in self.events),
+            "settings": {"budget": self.budget, "average": self.average, **self.settings},
+            "events": self.events,
+            "decisions": self.decisions,
+        }
+
+    def _use_average(self, learn: Learner) -> None:
+        if self.autolr.use_average():
+            recompute_bn_keeping_order(learn.model, learn.dls.train, self.bn_batches)
+
+    def before_epoch(self, learn: Learner) -> None:
+        if learn.training:
+            self.autolr.use_live()
+        else:
+            self._use_average(learn)
+
+    def after_batch(self, learn: Learner) -> None:
+        if learn.training:
+            self.autolr.step(learn.loss)
+
+    def after_epoch(self, learn: Learner) -> None:
+        if learn.training:
+            self.autolr.epoch_end()
+
+    def after_fit(self, learn: Learner) -> None:
+        self._use_average(learn)  # the model a fit hands over is the one its validation scored
+
+    def state_dict(self) -> dict:
+        return self.autolr.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.autolr.load_state_dict(state)
+
+    def cleanup_fit(self, learn: Learner) -> None:
+        if self.autolr is not None:
+            self.autolr.remove()
