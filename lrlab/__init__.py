@@ -17,51 +17,29 @@ _moved.install()
 __version__ = "0.2.0"
 
 _LEARNER = ("Callback", "CancelBatchException", "CancelEpochException", "CancelFitException", "Learner")
-_CALLBACKS = (
-    "ActivationStats",
-    "AutoAnnealCB",
-    "AutoLRCB",
-    "BatchAugmentCB",
-    "BatchSchedCB",
-    "CheckpointCB",
-    "DDPCB",
-    "DeadlineSchedCB",
-    "DeviceCB",
-    "Diverged",
-    "DivergenceGuardCB",
-    "EpochSchedCB",
-    "GradientStats",
-    "LRFinderCB",
-    "MetricsCB",
-    "MixedPrecisionCB",
-    "ProgressCB",
-    "RecorderCB",
-    "ScheduleFreeCB",
-    "SingleBatchCB",
-    "StepLimitCB",
-    "TTACB",
-    "TimeBudgetCB",
-    "TrainCB",
-    "TrainingInterrupted",
-    "fit_one_cycle",
-    "lr_find",
-)
-_WHERE = {
-    **dict.fromkeys(_LEARNER, "lrlab.train.learner"),
-    **dict.fromkeys(_CALLBACKS, "lrlab.train.callbacks"),
-    "AutoLR": "lrlab.tuning",
-}
-__all__ = sorted(_WHERE)
+_ELSEWHERE = {**dict.fromkeys(_LEARNER, "lrlab.train.learner"), "AutoLR": "lrlab.tuning"}
+_CALLBACKS = "lrlab.train.callbacks"  # every name its __all__ lists: MetricsCB, AutoLRCB, lr_find, ...
+
+
+def _public() -> list[str]:
+    return sorted([*_ELSEWHERE, *importlib.import_module(_CALLBACKS).__all__])
 
 
 def __getattr__(name: str) -> Any:
-    """A public name, imported from its module the first time it is asked for (PEP 562)."""
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'lrlab' has no attribute {name!r}")
+    """A public name, imported from its module the first time it is asked for (PEP 562); `__all__` too, so
+    that `import lrlab` alone loads nothing."""
+    if name == "__all__":
+        return _public()
+    if name in _ELSEWHERE:
+        module = importlib.import_module(_ELSEWHERE[name])
+    elif not name.startswith("_") and name in importlib.import_module(_CALLBACKS).__all__:
+        module = importlib.import_module(_CALLBACKS)
+    else:
+        raise AttributeError(f"module 'lrlab' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *_public()})

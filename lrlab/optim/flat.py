@@ -83,7 +83,7 @@ class FlatAdam(Adam):
             raise ValueError(f"FlatAdam's impl is 'flat', got {impl!r}: use Adam(impl={impl!r})")
         if eps_root or not bias_correction:
             raise ValueError(
-                "impl='flat' has torch's Adam only: eps_root and bias_correction=False need impl='foreach'"
+                "impl='flat' is torch's Adam only: eps_root, bias_correction=False need impl='foreach' (per tensor)"
             )
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
         self.compile_flat, self._compiled_flat = compile, None
