@@ -265,7 +265,6 @@ def test_autolr_plot_shows_lr_loss_and_statistic(tmp_path):
     assert (tmp_path / "autolr.png").stat().st_size > 5000 and len(fig.axes) == 3
 
 
-
 def test_autolr_plot_of_a_budgeted_run_has_no_empty_statistic_panel(tmp_path):
     dls = tabular_dls()
     model = mlp()
@@ -277,6 +276,7 @@ def test_autolr_plot_of_a_budgeted_run_has_no_empty_statistic_panel(tmp_path):
     fig = auto.plot(tmp_path / "budgeted.png")
     assert len(fig.axes) == 2 and fig.axes[-1].get_xlabel() == "step"
     assert (tmp_path / "budgeted.png").stat().st_size > 5000
+
 
 def test_autolr_told_the_runs_length_holds_its_lr_then_decays_to_zero_and_resumes_exactly(tmp_path):
     dls = tabular_dls()  # 24 batches an epoch
