@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from lrlab.apps.bench import (
     BenchConfig,
@@ -104,8 +105,9 @@ def bench_cli(out, *extra):
             "--epochs", "3", "--out", str(out), *extra]  # fmt: skip
 
 
-def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is_the_files(tmp_path):
-    proc = subprocess.Popen(bench_cli(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is_the_files(jobs, tmp_path):
+    proc = subprocess.Popen(bench_cli(tmp_path, *jobs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while len(list(tmp_path.glob("runs/*/*/seed*.json"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -114,7 +116,7 @@ def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is
     finished = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/seed*.json")}
     assert 3 <= len(finished) < 20, "the kill came too late to test a rerun"
     assert not list(tmp_path.glob("runs/**/*.tmp*"))
-    done = subprocess.run(bench_cli(tmp_path), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(bench_cli(tmp_path, *jobs), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"20 runs in this shard, {len(finished)} already done" in done.stdout
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not redone
@@ -149,3 +151,24 @@ def test_only_workloads_every_config_ran_on_enter_the_profile():
     runs = [fake_run("linear", c, s, 0.03, 100) for c in ("constant@1e-3", "wsd@1e-3") for s in (0, 1)]
     runs += [fake_run("regression", "constant@1e-3", 0, 0.05, 100)]
     assert complete_workloads(runs) == (["linear"], ["regression (1 of 2 configs)"])
+
+
+def _same_run(record: dict) -> dict:
+    """A run's record without its timings (wall-clock differs between any two runs)."""
+    history = [{k: v for k, v in row.items() if k != "seconds"} for row in record["history"]]
+    return {**{k: v for k, v in record.items() if k not in ("wall", "seconds_to_target")}, "history": history}
+
+
+def test_jobs_2_gives_each_run_the_result_it_has_alone_at_the_same_thread_count(tmp_path):
+    args = (["linear", "regression"], ["constant@1e-3", "wsd@3e-3"], 2)
+    threads = torch.get_num_threads()
+    serial = run_bench(tmp_path / "serial", *args, epochs=2, log=lambda s: None, threads=1)
+    lines = []
+    parallel = run_bench(tmp_path / "jobs2", *args, epochs=2, log=lines.append, jobs=2, threads=1)
+    assert len(serial) == len(parallel) == 8 and lines[0] == "8 runs in this shard, 0 already done"
+    assert sorted(line.split("]")[0] for line in lines[1:]) == sorted(f"[{k}/8" for k in range(1, 9))
+    for one, two in zip(serial, parallel):
+        assert _same_run(json.loads(one.read_text())) == _same_run(json.loads(two.read_text())), one
+    assert torch.get_num_threads() == threads  # the serial run's threads were this process's for its runs only
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1, got 0"):
+        run_bench(tmp_path, *args, jobs=0)

@@ -6,15 +6,20 @@ schedule family "tuned" takes its best lr per workload, a learning-rate-free fam
 one setting that is best across the whole suite, and "default" is its published default.
 
 Files: OUT/runs/WORKLOAD/CONFIG/seedN.json, each written atomically when its run ends. A rerun skips the
-runs whose file exists, so Ctrl-C loses only the run in progress, and `--shard i/n` splits the grid into n
-disjoint parts that any job scheduler can run on other machines; copying their OUT/runs together and
-running the report merges them.
+runs whose file exists, so Ctrl-C loses only the runs in progress; `--jobs N` runs N at once on this machine
+(processes, the cores split between them); `--shard i/n` splits the grid into n disjoint parts that any job
+scheduler can run on other machines; copying their OUT/runs together and running the report merges them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import multiprocessing
+import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -223,23 +228,96 @@ def run_bench(
     epochs: int | None = None,
     log: Callable[[str], None] = print,
     runner: Callable[..., dict] = run_one,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> list[Path]:
-    """Run this shard's part of the grid, skipping finished runs; returns the result files of the shard."""
+    """Run this shard's part of the grid, skipping finished runs; returns the result files of the shard.
+
+    Args:
+        jobs: runs at once, each in its own process with `threads` torch threads (default: the cores / jobs);
+            1 runs them one after another in this process (with `threads` threads if given).
+        runner: what trains one run (it must be a module-level function when jobs > 1).
+
+    Raises:
+        ValueError: an unknown workload or config, or jobs / threads < 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     out = Path(out)
     names, config_names = resolve(workloads, configs)
-    jobs = shard_of(grid(names, config_names, seeds), shard)
-    done = [job for job in jobs if run_path(out, *job).exists()]
-    log(f"{len(jobs)} runs in this shard, {len(done)} already done")
-    for k, (w, c, s) in enumerate(jobs, start=1):
-        path = run_path(out, w, c, s)
-        if path.exists():
-            continue
-        record = runner(get_workload(w), parse_config(c), s, epochs)
+    shard_jobs = shard_of(grid(names, config_names, seeds), shard)
+    todo = [(k, job) for k, job in enumerate(shard_jobs, start=1) if not run_path(out, *job).exists()]
+    log(f"{len(shard_jobs)} runs in this shard, {len(shard_jobs) - len(todo)} already done")
+
+    def save(k: int, job: tuple[str, str, int], record: dict) -> None:
+        # only whole results reach the disk, each atomically: a run killed midway leaves no file
+        path = run_path(out, *job)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(record, default=float))
         value = "diverged" if record["diverged"] else f"{record['metric']} {record['final']:.4f}"
-        log(f"[{k}/{len(jobs)}] {w} {c} seed {s}: {value}, {record['wall']:.1f} s")
-    return [run_path(out, *job) for job in jobs]
+        log(f"[{k}/{len(shard_jobs)}] {job[0]} {job[1]} seed {job[2]}: {value}, {record['wall']:.1f} s")
+
+    if jobs == 1:
+        with torch_threads(threads):
+            for k, job in todo:
+                save(k, job, run_job(runner, job, epochs))
+    else:
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        with parallel(jobs, threads) as pool:
+            work = [(runner, job, epochs) for _, job in todo]
+            numbers = {job: k for k, job in todo}
+            for job, record in pool.imap_unordered(_run_job_args, work):
+                save(numbers[job], job, record)
+    return [run_path(out, *job) for job in shard_jobs]
+
+
+def run_job(runner: Callable[..., dict], job: tuple[str, str, int], epochs: int | None) -> dict:
+    """One run of the grid: (workload, config, seed) through `runner`."""
+    workload, config, seed = job
+    return runner(get_workload(workload), parse_config(config), seed, epochs)
+
+
+def _run_job_args(args: tuple) -> tuple[tuple[str, str, int], dict]:
+    runner, job, epochs = args
+    return job, run_job(runner, job, epochs)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's intra-op threads set to `threads` for the block (None: left as they are)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _start_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the pool
+    if sys.platform == "linux":  # a parent killed outright (SIGKILL) takes its workers with it
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def parallel(jobs: int, threads: int):
+    """A pool of `jobs` fresh processes (spawned: no state shared with this one), each with `threads` torch
+    threads. Leaving the block early (an error, Ctrl-C, SIGTERM) terminates them: the runs in progress are
+    lost, never half-written, and a rerun does them again."""
+    pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_start_worker, initargs=(threads,))
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 def load_runs(out: str | Path) -> list[dict]:

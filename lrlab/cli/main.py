@@ -179,7 +179,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.report_only:
         previous = signal.signal(signal.SIGTERM, stop)
         try:
-            run_bench(args.out, workloads, configs, args.seeds, shard, args.epochs)
+            run_bench(
+                args.out, workloads, configs, args.seeds, shard, args.epochs, jobs=args.jobs, threads=args.threads
+            )
         finally:
             signal.signal(signal.SIGTERM, previous)
     runs = load_runs(args.out)
@@ -299,6 +301,14 @@ def add_lab_and_grid_parsers(sub) -> None:
     bench.add_argument("--configs", default="baselines", help="comma-separated family@setting, or baselines")
     bench.add_argument("--seeds", type=positive_int, default=3)
     bench.add_argument("--shard", default="1/1", help="run only part i of n of the grid (i/n)")
+    bench.add_argument("--jobs", type=bounded_int(64), default=1,
+                       help="runs at once, each in its own process with the cores split between them")  # fmt: skip
+    bench.add_argument(
+        "--threads",
+        type=bounded_int(256),
+        default=None,
+        help="torch threads per run (default: the cores / --jobs; with --jobs 1, torch's own)",
+    )
     bench.add_argument("--epochs", type=positive_int, default=None, help="override every workload's epochs")
     bench.add_argument("--out", default="runs/bench")
     bench.add_argument("--report-only", action="store_true", help="only merge the result files into a report")
