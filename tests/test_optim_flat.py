@@ -4,6 +4,7 @@ semantics kept (no gradient: no update), state_dict as Adam's, exact round trip,
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -112,3 +113,37 @@ def test_gradients_accumulate_in_the_buffer_after_zero_grad_without_none():
     (buffers,) = flat.param_groups[0]["_flat"].values()
     assert all(p.grad is v for p, v in zip(model.parameters(), buffers.grad_views))  # no copy on these steps
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
+
+
+def test_the_learner_keeps_a_flat_optimizers_gradients_in_its_buffer_and_trains_as_adam():
+    """Learner + Adam(impl="flat"): backward writes into the flat buffer (zero_grad in place), the same
+    weights as the per-tensor Adam bit for bit, and the LR finder leaves the buffer in use."""
+    from lrlab.data import DataLoaders
+    from lrlab.optim.flat import FlatAdam
+    from lrlab.train.callbacks.lr_finder import lr_find
+    from lrlab.train.learner import Learner
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 8, generator=g), torch.randint(0, 3, (256,), generator=g)
+
+    def trained(impl: str) -> Learner:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        dls = DataLoaders.from_tensors(x[:192], y[:192], x[192:], y[192:], batch_size=32, seed=0)
+        learn = Learner(model, dls, loss_func=torch.nn.functional.cross_entropy, lr=1e-2,
+                        opt_func=partial(Adam, weight_decay=1e-2, impl=impl))  # fmt: skip
+        learn.fit(2)
+        return learn
+
+    flat, per_tensor = trained("flat"), trained("foreach")
+    assert isinstance(flat.opt, FlatAdam) and not isinstance(per_tensor.opt, FlatAdam)
+    for a, b in zip(flat.model.parameters(), per_tensor.model.parameters()):
+        assert torch.equal(a, b)
+    buffers = [fg.grad for group in flat.opt.param_groups for fg in group["_flat"].values()]
+    for p in flat.model.parameters():  # each gradient is a view of its group's buffer, zeroed after the step
+        assert p.grad is not None and any(p.grad.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+                                          for b in buffers)  # fmt: skip
+        assert not p.grad.any()
+    assert all(p.grad is None for p in per_tensor.model.parameters())
+    lr_find(flat, max_lr=1.0)  # the finder's steps keep the buffer too, and give the model back
+    assert all(p.grad is not None and not p.grad.any() for p in flat.model.parameters())

@@ -76,6 +76,10 @@ class FlatAdam(Adam):
     Raises:
         ValueError: as Adam; another impl, eps_root=True or bias_correction=False (the per-tensor Adam has them)."""
 
+    # Loops that see this (lrlab's Learner and LR finder) zero the gradients in place, so backward writes
+    # straight into the flat buffer and a step copies nothing.
+    grads_in_place = True
+
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, bias_correction: bool = True, eps_root: bool = False,
                  impl: str = "flat", compile: bool = False, maximize: bool = False) -> None:  # fmt: skip

@@ -151,7 +151,10 @@ class Learner:
         self.opt.step()
 
     def _zero_grad(self, learn: Learner) -> None:
-        self.opt.zero_grad()
+        if getattr(self.opt, "grads_in_place", False):  # the gradients live in its buffer: backward writes there
+            self.opt.zero_grad(set_to_none=False)
+        else:
+            self.opt.zero_grad()
 
     # -- the loop -------------------------------------------------------------------------------
     def one_batch(self) -> None:

@@ -207,15 +207,16 @@ def find_lr_with(
     hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
     optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = type(hooks[0])(), type(hooks[1])()
     lrs, losses, best, lr = [], [], math.inf, start_lr
+    to_none = not getattr(optimizer, "grads_in_place", False)  # a flat optimizer keeps its gradient buffer
     try:
         model.train()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=to_none)
         for batch in itertools.islice(batches_forever(data), n_steps):
             set_lr(optimizer, lr)
             loss = batch_loss(batch)
             loss.backward()
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=to_none)
             value = float(loss.detach())
             lrs.append(lr)
             losses.append(value)
