@@ -25,7 +25,7 @@ test: $(BIN)/.installed
 	$(BIN)/ruff format --check lrlab tests benchmarks examples
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lrlab tests benchmarks examples
