@@ -14,7 +14,7 @@ export NO_MKDOCS_2_WARNING ?= 1
 $(BIN)/.installed: pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,lrfree,lightning,workloads,web]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,lrfree,lightning,workloads,web,ray]'
 	touch $@
 
 run: $(BIN)/.installed

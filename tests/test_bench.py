@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,7 +136,9 @@ def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is
 
 def test_bench_refuses_bad_input_in_one_line(tmp_path):
     for extra, message in ((["--workloads", "nosuch"], "unknown workload 'nosuch'"),
-                           (["--shard", "3/2"], "--shard must be i/n")):  # fmt: skip
+                           (["--shard", "3/2"], "--shard must be i/n"),
+                           (["--executor", "ray", "--jobs", "2"], "--jobs 2 is for --executor local"),
+                           (["--jobs", "0"], "argument --jobs: must be")):  # fmt: skip
         done = subprocess.run([sys.executable, "-m", "lrlab", "bench", "--out", str(tmp_path), *extra],
                               capture_output=True, text=True, timeout=120, env={**os.environ})  # fmt: skip
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -172,3 +175,45 @@ def test_jobs_2_gives_each_run_the_result_it_has_alone_at_the_same_thread_count(
     assert torch.get_num_threads() == threads  # the serial run's threads were this process's for its runs only
     with pytest.raises(ValueError, match="jobs must be an integer >= 1, got 0"):
         run_bench(tmp_path, *args, jobs=0)
+
+
+def _ray_workers_running_a_run() -> list[int]:
+    """PIDs of Ray workers executing one of the bench's runs (Ray titles a busy worker ray::TASK)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"ray::_ray_job" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_grid_on_local_ray_survives_a_killed_worker_and_its_rerun_equals_the_serial_grid(tmp_path):
+    def cli(out, *extra):
+        return [sys.executable, "-m", "lrlab", "bench", "--workloads", "linear,regression", "--configs",
+                "constant@1e-3,wsd@3e-3", "--seeds", "2", "--epochs", "8", "--threads", "1", "--out", str(out),
+                *extra]  # fmt: skip
+
+    serial = subprocess.run(cli(tmp_path / "serial"), capture_output=True, text=True, timeout=600)
+    assert serial.returncode == 0, serial.stderr
+    proc = subprocess.Popen(cli(tmp_path / "ray", "--executor", "ray"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    killed, deadline = None, time.monotonic() + 300
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        for pid in _ray_workers_running_a_run():
+            os.kill(pid, signal.SIGKILL)  # a worker dies mid-run, for real
+            killed = pid
+            break
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=600)
+    assert killed is not None, "no Ray worker was seen running a run"
+    assert proc.returncode == 1 and "have no result (their workers died): run the same command again" in err, err
+    finished = list((tmp_path / "ray").glob("runs/*/*/seed*.json"))
+    assert len(finished) < 8 and not list((tmp_path / "ray").glob("runs/**/*.tmp*"))
+    rerun = subprocess.run(cli(tmp_path / "ray", "--executor", "ray"), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"8 runs in this shard, {len(finished)} already done" in rerun.stdout
+    for one in sorted((tmp_path / "serial").glob("runs/*/*/seed*.json")):
+        two = tmp_path / "ray" / one.relative_to(tmp_path / "serial")
+        assert _same_run(json.loads(one.read_text())) == _same_run(json.loads(two.read_text())), one

@@ -230,16 +230,28 @@ def run_bench(
     runner: Callable[..., dict] = run_one,
     jobs: int = 1,
     threads: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[Path]:
     """Run this shard's part of the grid, skipping finished runs; returns the result files of the shard.
 
     Args:
         jobs: runs at once, each in its own process with `threads` torch threads (default: the cores / jobs);
             1 runs them one after another in this process (with `threads` threads if given).
-        runner: what trains one run (it must be a module-level function when jobs > 1).
+        runner: what trains one run (it must be a module-level function when jobs > 1 or on Ray).
+        executor: "local" (this machine, `jobs` at once) or "ray" (one Ray task per run, `threads` CPUs each,
+            default 1; Ray decides how many run at once). A run whose worker dies leaves no file: it is
+            logged, and a rerun does it.
+        address: the Ray cluster to submit to (None: a local Ray on this machine's cores).
 
     Raises:
-        ValueError: an unknown workload or config, or jobs / threads < 1."""
+        ValueError: an unknown workload, config or executor, or jobs / threads < 1.
+        ImportError: executor "ray" without the ray package (pip install 'lrlab[ray]')."""
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray" and jobs != 1:
+        raise ValueError(f"--jobs {jobs} is for --executor local: Ray runs as many at once as its CPUs allow "
+                         f"(--threads each)")  # fmt: skip
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -258,7 +270,14 @@ def run_bench(
         value = "diverged" if record["diverged"] else f"{record['metric']} {record['final']:.4f}"
         log(f"[{k}/{len(shard_jobs)}] {job[0]} {job[1]} seed {job[2]}: {value}, {record['wall']:.1f} s")
 
-    if jobs == 1:
+    if executor == "ray":
+        from lrlab.apps.bench_ray import run_on_ray
+
+        failed = run_on_ray(todo, partial(run_job, runner), epochs, threads or 1, address, save)
+        if failed:
+            log(f"{len(failed)} runs failed on their workers ({', '.join(' '.join(map(str, j)) for j in failed)}); "
+                f"a rerun does them")  # fmt: skip
+    elif jobs == 1:
         with torch_threads(threads):
             for k, job in todo:
                 save(k, job, run_job(runner, job, epochs))

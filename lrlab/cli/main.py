@@ -179,16 +179,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.report_only:
         previous = signal.signal(signal.SIGTERM, stop)
         try:
-            run_bench(
-                args.out, workloads, configs, args.seeds, shard, args.epochs, jobs=args.jobs, threads=args.threads
-            )
+            paths = run_bench(args.out, workloads, configs, args.seeds, shard, args.epochs, jobs=args.jobs,
+                              threads=args.threads, executor=args.executor, address=args.address)  # fmt: skip
         finally:
             signal.signal(signal.SIGTERM, previous)
     runs = load_runs(args.out)
     notes = f"{len(runs)} runs read from {args.out}/runs; each workload's default epochs unless --epochs was given"
     path = write_report(runs, args.out, notes=notes)
     print(f"wrote {path} and report.html ({len(runs)} runs)")
-    return 0
+    missing = 0 if args.report_only else sum(not p.exists() for p in paths)
+    if missing:
+        print(f"lrlab: {missing} runs of this shard have no result (their workers died): run the same command again",
+              file=sys.stderr)  # fmt: skip
+    return 1 if missing else 0
 
 
 def cmd_speedrun(args: argparse.Namespace) -> int:
@@ -303,6 +306,9 @@ def add_lab_and_grid_parsers(sub) -> None:
     bench.add_argument("--shard", default="1/1", help="run only part i of n of the grid (i/n)")
     bench.add_argument("--jobs", type=bounded_int(64), default=1,
                        help="runs at once, each in its own process with the cores split between them")  # fmt: skip
+    bench.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local: this machine (--jobs at once); ray: one Ray task per run")  # fmt: skip
+    bench.add_argument("--address", default=None, help="with --executor ray: the cluster (default: a local Ray)")
     bench.add_argument(
         "--threads",
         type=bounded_int(256),
