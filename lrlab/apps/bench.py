@@ -270,36 +270,37 @@ def run_bench(
         value = "diverged" if record["diverged"] else f"{record['metric']} {record['final']:.4f}"
         log(f"[{k}/{len(shard_jobs)}] {job[0]} {job[1]} seed {job[2]}: {value}, {record['wall']:.1f} s")
 
-    if executor == "ray":
-        from lrlab.apps.bench_ray import run_on_ray
-
-        failed = run_on_ray(todo, partial(run_job, runner), epochs, threads or 1, address, save)
-        if failed:
-            log(f"{len(failed)} runs failed on their workers ({', '.join(' '.join(map(str, j)) for j in failed)}); "
-                f"a rerun does them")  # fmt: skip
-    elif jobs == 1:
-        with torch_threads(threads):
-            for k, job in todo:
-                save(k, job, run_job(runner, job, epochs))
-    else:
-        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-        with parallel(jobs, threads) as pool:
-            work = [(runner, job, epochs) for _, job in todo]
-            numbers = {job: k for k, job in todo}
-            for job, record in pool.imap_unordered(_run_job_args, work):
-                save(numbers[job], job, record)
+    failed = execute(todo, partial(keyed_run, runner, epochs), save, jobs, threads, executor, address)
+    if failed:
+        log(f"{len(failed)} runs failed on their workers ({', '.join(' '.join(map(str, j)) for j in failed)}); "
+            f"a rerun does them")  # fmt: skip
     return [run_path(out, *job) for job in shard_jobs]
 
 
-def run_job(runner: Callable[..., dict], job: tuple[str, str, int], epochs: int | None) -> dict:
-    """One run of the grid: (workload, config, seed) through `runner`."""
+def execute(todo: list, run: Callable, save: Callable, jobs: int, threads: int | None, executor: str,
+            address: str | None) -> list[tuple[str, str, int]]:  # fmt: skip
+    """Each (number, job) of `todo` through run(job) -> (job, record), then save(number, job, record): in this
+    process, in a local pool of `jobs`, or on Ray. Returns the jobs whose worker died (Ray only)."""
+    numbers = {job: k for k, job in todo}
+    if executor == "ray":
+        from lrlab.apps.bench_ray import run_on_ray
+
+        return run_on_ray(todo, run, threads or 1, address, save)
+    if jobs == 1:
+        with torch_threads(threads):
+            for _, job in todo:
+                save(numbers[job], *run(job))
+        return []
+    with parallel(jobs, threads or max(1, (os.cpu_count() or 1) // jobs)) as pool:
+        for job, record in pool.imap_unordered(run, [job for _, job in todo]):
+            save(numbers[job], job, record)
+    return []
+
+
+def keyed_run(runner: Callable[..., dict], epochs: int | None, job: tuple[str, str, int]) -> tuple[tuple, dict]:
+    """One run of the grid, (workload, config, seed), through `runner`; returns (job, its record)."""
     workload, config, seed = job
-    return runner(get_workload(workload), parse_config(config), seed, epochs)
-
-
-def _run_job_args(args: tuple) -> tuple[tuple[str, str, int], dict]:
-    runner, job, epochs = args
-    return job, run_job(runner, job, epochs)
+    return job, runner(get_workload(workload), parse_config(config), seed, epochs)
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 
 
-def _ray_job(run: Callable[..., dict], job: tuple[str, str, int], epochs: int | None, threads: int) -> dict:
+def _ray_job(run: Callable[..., tuple], job: tuple[str, str, int], threads: int) -> tuple:
     torch.set_num_threads(threads)
-    return run(job, epochs)
+    return run(job)
 
 
 def start_ray(address: str | None):
@@ -31,23 +31,22 @@ def start_ray(address: str | None):
 
 def run_on_ray(
     todo: list[tuple[int, tuple[str, str, int]]],
-    run: Callable[..., dict],
-    epochs: int | None,
+    run: Callable[..., tuple],
     threads: int,
     address: str | None,
     save: Callable[[int, tuple[str, str, int], dict], None],
 ) -> list[tuple[str, str, int]]:
-    """Submit every run of `todo` ((number, job) pairs) as a task of `threads` CPUs that calls run(job, epochs);
+    """Submit every run of `todo` ((number, job) pairs) as a task of `threads` CPUs that calls run(job);
     save each result as it comes back. Returns the jobs whose task failed (their worker died, or the run raised)."""
     ray = start_ray(address)
     task = ray.remote(num_cpus=threads, max_retries=0)(_ray_job)
-    submitted = {task.remote(run, job, epochs, threads): (k, job) for k, job in todo}
+    submitted = {task.remote(run, job, threads): (k, job) for k, job in todo}
     pending, failed = list(submitted), []
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         k, job = submitted[done[0]]
         try:
-            record = ray.get(done[0])
+            _, record = ray.get(done[0])
         except ray.exceptions.RayError:
             failed.append(job)
             continue

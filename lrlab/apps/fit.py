@@ -396,12 +396,12 @@ def write_results(args: argparse.Namespace, run_dir: Path, parts: dict, wall: fl
         summary["dead_fraction_last_batch"] = act_stats.dead_fraction()[:, -1].tolist()
         written += ["color_dim.png", "dead.png", "stats.png", "grad_color_dim.png"]
     if "autolr" in parts:  # its search and every decision, as data and as a picture
-        autolr = parts["autolr"]
-        summary["autolr"] = {k: v for k, v in autolr.summary().items() if k not in ("events", "decisions")}
-        write_json(run_dir / "autolr.json", autolr.summary())
-        autolr.autolr.plot(run_dir / "autolr.png")
+        record = parts["autolr"].summary()
+        summary["autolr"] = {k: v for k, v in record.items() if k not in ("events", "decisions")}
+        write_json(run_dir / "autolr.json", record)
+        parts["autolr"].autolr.plot(run_dir / "autolr.png")
         written += ["autolr.json", "autolr.png"]
-        print(describe_autolr(autolr.summary()))
+        print(describe_autolr(record))
     write_json(run_dir / "metrics.json", summary)
     print(f"test accuracy {final.get('valid_acc', float('nan')):.4f} in {wall:.1f} s")
     print(f"wrote {run_dir}/" + ", ".join(written))
