@@ -23,10 +23,21 @@ from lrlab.apps.bench import (
     parse_config,
     parse_shard,
     run_bench,
+    run_one,
     shard_of,
+    steps_to_target,
     wsd_lambda,
 )
-from lrlab.apps.bench_report import complete_workloads, entrants, profile, profile_score, ratios, write_report
+from lrlab.apps.bench_report import (
+    complete_workloads,
+    entrants,
+    mean_curve,
+    profile,
+    profile_score,
+    ratios,
+    write_report,
+)
+from lrlab.data.workloads import get_workload
 
 INF = math.inf
 
@@ -130,6 +141,7 @@ def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is
         row = next(line for line in report.split(f"### {workload}")[1].splitlines() if line.startswith(f"| {config} |"))
         assert row.split("|")[2].strip().startswith(f"{mean:.4f} ±"), row
     assert "## Performance profile" in report and "schedulefree (calibrated)" in report
+    assert "counted at evaluations every k steps on a fixed validation subset, at least 25 a run;" in report
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html and "http" not in html.split("<body>")[1]
 
@@ -159,7 +171,9 @@ def test_only_workloads_every_config_ran_on_enter_the_profile():
 def _same_run(record: dict) -> dict:
     """A run's record without its timings (wall-clock differs between any two runs)."""
     history = [{k: v for k, v in row.items() if k != "seconds"} for row in record["history"]]
-    return {**{k: v for k, v in record.items() if k not in ("wall", "seconds_to_target")}, "history": history}
+    evals = [{k: v for k, v in row.items() if k != "seconds"} for row in record["evals"]]
+    timings = ("wall", "seconds_to_target")
+    return {**{k: v for k, v in record.items() if k not in timings}, "history": history, "evals": evals}
 
 
 def test_jobs_2_gives_each_run_the_result_it_has_alone_at_the_same_thread_count(tmp_path):
@@ -217,3 +231,26 @@ def test_a_grid_on_local_ray_survives_a_killed_worker_and_its_rerun_equals_the_s
     for one in sorted((tmp_path / "serial").glob("runs/*/*/seed*.json")):
         two = tmp_path / "ray" / one.relative_to(tmp_path / "serial")
         assert _same_run(json.loads(one.read_text())) == _same_run(json.loads(two.read_text())), one
+
+
+def test_a_run_is_evaluated_at_least_20_times_and_steps_to_target_have_step_resolution():
+    workload = get_workload("linear")  # 50 steps an epoch: epoch ends alone could say only 50, 100, 150...
+    record = run_one(workload, parse_config("constant@3e-2"), seed=0, epochs=5)
+    evals = record["evals"]
+    assert len(evals) >= 20 and [row["step"] for row in evals] == list(range(10, 251, 10))
+    first = next(row["step"] for row in evals if row["valid_loss"] <= workload.target)
+    assert record["steps_to_target"] == first and first % 50 != 0, evals[:5]
+    assert evals[-1]["valid_loss"] == pytest.approx(record["final"], rel=1e-5)  # the last: the whole valid set
+    xs, ys = mean_curve(workload, [record, record])
+    assert xs == [row["step"] for row in evals] and ys == [row["valid_loss"] for row in evals]
+    seconds = [row["seconds"] for row in evals]
+    assert seconds == sorted(seconds) and record["seconds_to_target"] <= record["wall"]
+
+
+def test_steps_to_target_read_from_step_evaluations_or_else_epoch_ends():
+    workload = get_workload("linear")  # target: mse <= 0.05
+    history = [{"epoch": 0, "valid_loss": 0.2, "seconds": 1.0}, {"epoch": 1, "valid_loss": 0.04, "seconds": 1.0}]
+    assert steps_to_target(workload, history, 50) == (100.0, 2.0)
+    evals = [{"step": 10, "valid_loss": 0.3, "seconds": 0.2}, {"step": 20, "valid_loss": 0.049, "seconds": 0.4}]
+    assert steps_to_target(workload, history, 50, evals) == (20.0, 0.4)
+    assert steps_to_target(workload, history, 50, evals[:1]) == (INF, INF)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrlab.train.callbacks import DeviceCB, MetricsCB, ProgressCB, SingleBatchCB, TrainCB
+from lrlab.train.callbacks import DeviceCB, MetricsCB, ProgressCB, SingleBatchCB, StepEvalCB, TrainCB
+from lrlab.train.callbacks.evaluate import steps_between_evals
 from lrlab.train.learner import (
     EVENTS,
     Callback,
@@ -214,3 +215,31 @@ def test_model_output_not_matching_labels():
 def test_not_a_model():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         Learner(lambda x: x, tiny_dls())
+
+
+def test_step_eval_measures_a_fixed_subset_every_k_steps_and_leaves_training_unchanged():
+    def train(cbs):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(784, 10))
+        Learner(model, tiny_dls(n=40, bs=16), lr=0.05, cbs=cbs).fit(3)  # 3 batches an epoch: 9 steps
+        return model
+
+    evals = StepEvalCB(every=2, subset=24, seed=5)
+    model = train([evals])
+    plain = train([])
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters()))  # no RNG drawn; dropout on
+    assert [row["step"] for row in evals.history] == [2, 4, 6, 8, 9]
+    picked = torch.randperm(40, generator=torch.Generator().manual_seed(5))[:24].sort().values
+    valid = tiny_dls(n=40, bs=16).valid
+    x = torch.cat([b[0] for b in valid])[picked]
+    y = valid.ds.labels[picked]
+    with torch.no_grad():
+        logits = model.eval()(x)
+    assert evals.history[-1]["valid_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    assert evals.history[-1]["valid_acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert steps_between_evals(470) == 19 and steps_between_evals(10) == 1
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"every must be an integer >= 1, got {bad!r}"):
+            StepEvalCB(every=bad)
+    with pytest.raises(ValueError, match="total_steps and evals must be >= 1"):
+        steps_between_evals(0)

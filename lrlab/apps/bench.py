@@ -35,6 +35,7 @@ from lrlab.optim.registry import lesson_opt_func, lrfree_opt_func
 from lrlab.train.callbacks import MetricsCB
 from lrlab.train.callbacks.anneal import AutoAnnealCB, AutoLRCB
 from lrlab.train.callbacks.checkpoint import Diverged, DivergenceGuardCB
+from lrlab.train.callbacks.evaluate import StepEvalCB, steps_between_evals
 from lrlab.train.callbacks.lr_finder import lr_find
 from lrlab.train.callbacks.lrfree import ScheduleFreeCB
 from lrlab.train.callbacks.recorder import RecorderCB, lr_of
@@ -138,8 +139,17 @@ def opt_func_for(config: BenchConfig, n_steps: int) -> Callable:
     return lesson_opt_func("adam")
 
 
-def steps_to_target(workload: Workload, history: list[dict], steps_per_epoch: int) -> tuple[float, float]:
-    """Training steps and seconds until the validation metric first met the target (inf, inf if never)."""
+def steps_to_target(
+    workload: Workload, history: list[dict], steps_per_epoch: int, evals: Sequence[dict] = ()
+) -> tuple[float, float]:
+    """Training steps and seconds until the validation metric first met the target (inf, inf if never): from
+    the step-resolution evaluations when there are any (StepEvalCB's rows), else at epoch ends."""
+    for row in evals:
+        value = workload.score(row["valid_loss"], row.get("valid_acc"))
+        if math.isfinite(value) and workload.reached(value):
+            return float(row["step"]), row["seconds"]
+    if evals:
+        return math.inf, math.inf
     seconds = 0.0
     for row in history:
         seconds += row.get("seconds", 0.0)
@@ -156,7 +166,8 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     dls = workload.loaders(seed)
     n_steps = len(dls.train) * epochs
     metrics, recorder = MetricsCB(accuracy=workload.metric == "accuracy"), RecorderCB(lr=lr_of(0))
-    learn = Learner(workload.model(), dls, loss_func=workload.loss_func, lr=1e-3, cbs=[metrics, recorder],
+    evals = StepEvalCB(steps_between_evals(n_steps), workload.eval_subset, workload.metric == "accuracy")
+    learn = Learner(workload.model(), dls, loss_func=workload.loss_func, lr=1e-3, cbs=[metrics, recorder, evals],
                     opt_func=opt_func_for(config, n_steps))  # fmt: skip
     start = time.perf_counter()
     lr = lr_find(learn).suggestion if config.setting == "find" else float(config.setting)
@@ -171,12 +182,12 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     last = history[-1] if history else {}
     final = workload.score(last.get("valid_loss", math.nan), last.get("valid_acc"))
     diverged = diverged or len(history) < epochs or not math.isfinite(final)
-    to_target = steps_to_target(workload, history, len(dls.train))
+    to_target = steps_to_target(workload, history, len(dls.train), evals.history)
     anneal = next((cb for cb in cbs if isinstance(cb, (AutoAnnealCB, AutoLRCB))), None)
     return {"workload": workload.name, "config": config.name, "seed": seed, "epochs": epochs, "lr": lr,
             "metric": workload.metric, "final": None if diverged else final, "diverged": diverged,
             "steps_to_target": to_target[0], "seconds_to_target": to_target[1], "steps": n_steps,
-            "wall": time.perf_counter() - start, "history": history, "lrs": recorder.recs["lr"],
+            "wall": time.perf_counter() - start, "history": history, "evals": evals.history, "lrs": recorder.recs["lr"],
             "decisions": anneal.decisions if anneal else [], "events": getattr(anneal, "events", [])}  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lrlab.apps.bench import LRFREE, SCHEDULES, SINGLE
-from lrlab.data.workloads import get_workload
+from lrlab.data.workloads import Workload, get_workload
 from lrlab.files import atomic_write_text
 
 TAU_MAX = 4.0
@@ -186,8 +186,23 @@ def profile_table(runs: Sequence[dict], chosen: dict[str, dict[str, str]]) -> st
     return "\n".join(lines)
 
 
+def mean_curve(w: Workload, runs: Sequence[dict]) -> tuple[list[int], list[float]]:
+    """The validation metric of some seeds' runs, averaged: by training step from their evaluations every k
+    steps when they all have them, else by epoch."""
+    if all(r.get("evals") for r in runs):
+        n = min(len(r["evals"]) for r in runs)
+        rows = [r["evals"][:n] for r in runs]
+        xs = [row["step"] for row in rows[0]]
+    else:
+        n = min(len(r["history"]) for r in runs)
+        rows, xs = [r["history"][:n] for r in runs], list(range(1, n + 1))
+    ys = [statistics.fmean(w.score(seed[e].get("valid_loss", math.nan), seed[e].get("valid_acc")) for seed in rows)
+          for e in range(n)]  # fmt: skip
+    return xs, ys
+
+
 def plot_curves(runs: Sequence[dict], out: Path, stem: str = "report") -> list[Path]:
-    """Per workload: the validation metric by epoch, mean over seeds, one line per entrant (tuned on the final
+    """Per workload: the validation metric by step (or epoch), mean over seeds, one line per entrant (tuned on the final
     metric; a line per config would be unreadable), in distinct colours and line styles."""
     import matplotlib.pyplot as plt
 
@@ -203,12 +218,12 @@ def plot_curves(runs: Sequence[dict], out: Path, stem: str = "report") -> list[P
                     and not r["diverged"]]  # fmt: skip
             if not mine:
                 continue
-            n = min(len(r["history"]) for r in mine)
-            ys = [statistics.fmean(w.score(r["history"][e].get("valid_loss", math.nan), r["history"][e].get(
-                "valid_acc")) for r in mine) for e in range(n)]  # fmt: skip
-            ax.plot(range(1, n + 1), ys, marker=".", linestyle=styles[i // 10 % 4], color=f"C{i % 10}",
+            xs, ys = mean_curve(w, mine)
+            ax.plot(xs, ys, marker=".", linestyle=styles[i // 10 % 4], color=f"C{i % 10}",
                     label=f"{entrant}: {per[workload]}")  # fmt: skip
-        ax.set(xlabel="epoch", ylabel=f"valid {w.metric} (mean over seeds)", title=workload)
+        by_step = all(r.get("evals") for r in runs if r["workload"] == workload)
+        ax.set(xlabel="training step" if by_step else "epoch", ylabel=f"valid {w.metric} (mean over seeds)",
+               title=workload)  # fmt: skip
         if w.metric != "accuracy":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -235,7 +250,7 @@ def write_report(
     left_out = f" Not in these two tables (not every config has run there): {', '.join(partial)}." if partial else ""
     parts = [f"# {title}", "", notes, "", "## Performance profile (steps to target)", "",
              f"Over the workloads every configuration has run on: {', '.join(complete) or 'none yet'}.{left_out}",
-             ""]  # fmt: skip
+             "", resolution(runs), ""]  # fmt: skip
     if fair:
         parts += [profile_table(fair, entrants(fair)), "", "## Final metric of each entrant (tuned on the final "
                   "metric)", "", final_table(fair, entrants(fair, by="final")), ""]  # fmt: skip
@@ -246,6 +261,19 @@ def write_report(
     atomic_write_text(out / f"{stem}.md", md + "\n")
     atomic_write_text(out / f"{stem}.html", to_html(md, title, plots))
     return out / f"{stem}.md"
+
+
+def resolution(runs: Sequence[dict]) -> str:
+    """A sentence on how finely steps to target were counted: at evaluations every k steps, or at epoch ends."""
+    stepped = [r for r in runs if r.get("evals")]
+    if not stepped:
+        return "Steps to target are counted at epoch ends."
+    fewest = min(len(r["evals"]) for r in stepped)
+    where = "" if len(stepped) == len(runs) else f" ({len(runs) - len(stepped)} older runs: at epoch ends)"
+    return (
+        f"Steps to target are counted at evaluations every k steps on a fixed validation subset, at least "
+        f"{fewest} a run{where}; the final metric is on the whole validation set."
+    )
 
 
 def to_html(md: str, title: str, plots: Sequence[Path]) -> str:

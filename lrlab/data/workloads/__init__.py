@@ -38,7 +38,9 @@ class Workload:
         loss_func: (predictions, targets) -> scalar loss.
         metric: "accuracy", "mse" or "bpc", computed on the validation set.
         epochs, batch_size: the defaults a benchmark run uses; target: the metric value of time-to-target.
-        baseline: data -> the metric of a trivial predictor (chance, the mean, unigram frequencies)."""
+        baseline: data -> the metric of a trivial predictor (chance, the mean, unigram frequencies).
+        eval_subset: validation examples of the evaluations every few steps (None: all); the final metric is
+            always on the whole validation set."""
 
     name: str
     about: str
@@ -50,6 +52,7 @@ class Workload:
     batch_size: int
     target: float
     baseline: Callable[[DataLoaders], float]
+    eval_subset: int | None = None
 
     def loaders(self, seed: int = 0, batch_size: int | None = None) -> DataLoaders:
         """The workload's loaders at its batch size (or another), training order seeded by `seed`."""

@@ -50,13 +50,14 @@ def conv1d_net(n_classes: int = 10) -> nn.Sequential:
 
 WORKLOADS = [
     Workload("fmnist-cnn", "Fashion-MNIST, the lesson CNN (BatchNorm)", fashion, lesson_cnn, F.cross_entropy,
-             "accuracy", epochs=5, batch_size=256, target=0.88, baseline=majority_accuracy),
+             "accuracy", epochs=5, batch_size=256, target=0.88, baseline=majority_accuracy,
+             eval_subset=2000),
     Workload("fmnist-mlp", "Fashion-MNIST, MLP 784-256-128-10, no normalization layers", fashion,
              lambda: nn.Sequential(nn.Flatten(), mlp((784, 256, 128, 10))), F.cross_entropy, "accuracy", epochs=5,
-             batch_size=256, target=0.86, baseline=majority_accuracy),
+             batch_size=256, target=0.86, baseline=majority_accuracy, eval_subset=2000),
     Workload("fmnist-resnet", "Fashion-MNIST, a small ResNet (ResBlocks 8-16-32-64, pooled)", fashion,
              lambda: resnet((8, 16, 32, 64), pool=True), F.cross_entropy, "accuracy", epochs=2, batch_size=256,
-             target=0.89, baseline=majority_accuracy),
+             target=0.89, baseline=majority_accuracy, eval_subset=2000),
     Workload("mnist1d", "MNIST-1D (generated), a 1-D CNN with BatchNorm", mnist1d, conv1d_net, F.cross_entropy,
              "accuracy", epochs=15, batch_size=128, target=0.95, baseline=majority_accuracy),
 ]  # fmt: skip

@@ -95,5 +95,5 @@ def unigram_bpc(dls: DataLoaders) -> float:
 WORKLOADS = [
     Workload("charlm", "Debian's fortunes (800 kB of its 2.6 MB), a 2-layer causal Transformer (0.45M), bits/char",
              fortunes_data, CharTransformer, next_char_loss, "bpc", epochs=3, batch_size=64, target=2.9,
-             baseline=unigram_bpc),
+             baseline=unigram_bpc, eval_subset=512),
 ]  # fmt: skip

@@ -4,6 +4,7 @@ from lrlab.train.callbacks.anneal import AutoAnnealCB, AutoLRCB
 from lrlab.train.callbacks.checkpoint import CheckpointCB, Diverged, DivergenceGuardCB, TrainingInterrupted
 from lrlab.train.callbacks.core import DeviceCB, MetricsCB, ProgressCB, SingleBatchCB, TrainCB
 from lrlab.train.callbacks.ddp import DDPCB
+from lrlab.train.callbacks.evaluate import StepEvalCB
 from lrlab.train.callbacks.lr_finder import LRFinderCB, lr_find
 from lrlab.train.callbacks.lrfree import ScheduleFreeCB
 from lrlab.train.callbacks.recorder import RecorderCB
@@ -32,6 +33,7 @@ __all__ = [
     "RecorderCB",
     "ScheduleFreeCB",
     "SingleBatchCB",
+    "StepEvalCB",
     "StepLimitCB",
     "TTACB",
     "TimeBudgetCB",
