@@ -75,3 +75,45 @@ def test_lr_find_cli(data_dir, tmp_path, capsys):
     assert main(["lr-find", "--n-train", "12800", "--data-dir", str(data_dir), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "suggested one-cycle peak lr" in text and out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["StepLR"], "sched-plot StepLR with --opt (none): StepLR needs step_size: give step_size=VALUE"),
+        (["StepLR", "--opt", "step_size=0"], "StepLR(step_size=0) fails: ZeroDivisionError: integer modulo by zero"),
+        (["cosine", "--opt", "T_max=0"], "CosineAnnealingLR(T_max=0) fails: ZeroDivisionError"),
+        (["cosine", "--opt", "foo=1"], "CosineAnnealingLR takes no 'foo'; its arguments: T_max, eta_min, last_epoch"),
+        (["cosine", "--opt", "T_max=abc"], "CosineAnnealingLR(T_max='abc') fails: TypeError"),
+        (["CyclicLR"], "CyclicLR needs base_lr, max_lr: give base_lr=VALUE"),
+        (["SequentialLR"], "SequentialLR needs schedulers (a list of built schedulers), which K=V text cannot give"),
+        (["ChainedScheduler"], "ChainedScheduler needs schedulers"),
+        (["LambdaLR"], "LambdaLR needs lr_lambda (a function)"),
+    ],
+)
+def test_sched_plot_of_a_scheduler_it_cannot_build_is_one_line(argv, said, tmp_path, capsys):
+    assert main(["sched-plot", *argv, "--steps", "10", "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrlab: error: ") and said in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_one_cycle_takes_a_max_lr_given_as_an_argument(tmp_path, capsys):
+    out = tmp_path / "oc.png"
+    assert main(["sched-plot", "onecycle", "--steps", "50", "--opt", "max_lr=0.01", "--out", str(out)]) == 0
+    assert "max 0.01," in capsys.readouterr().out and out.exists()  # a partial TypeError before
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--sched", "StepLR", "--sched-arg", "step_size=0"], "StepLR(step_size=0) fails: ZeroDivisionError"),
+        (["--sched", "onecycle", "--sched-arg", "foo=2"], "OneCycleLR takes no 'foo'"),
+        (["--sched", "LambdaLR"], "LambdaLR needs lr_lambda (a function)"),
+    ],
+)
+def test_fit_refuses_a_schedule_that_fails_when_stepped_before_any_data_or_folder(args, said, tmp_path, capsys):
+    assert main(["fit", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lrlab: error: --sched {args[1]} with --sched-arg") and said in err, err
+    assert err.count("\n") == 1 and not list(tmp_path.iterdir())

@@ -199,3 +199,14 @@ def test_cli_fit_with_wsd_and_a_weight_decay_ramp(tmp_path, data_dir):
     assert main(args) == 0
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["opt"]["param_groups"][0]["weight_decay"] == pytest.approx(0.05)  # ramped to its end
+
+
+@pytest.mark.parametrize("cls", [WarmupStableDecay, PhasedLR])
+def test_a_run_too_short_for_a_decay_phase_steps_to_its_end(cls):
+    # `lrlab fit --sched phased --sched-step epoch --epochs 1`: one step in all, so no warm-up and no decay
+    opt = one_param_opt()
+    sched = cls(opt, total_steps=1)
+    assert sched.decay_steps == 0 and sched.get_last_lr() == [0.1]
+    opt.step()
+    sched.step()  # past the last step: ZeroDivisionError before
+    assert sched.get_last_lr() == [0.0]

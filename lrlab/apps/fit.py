@@ -165,8 +165,7 @@ def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
     import torch
 
     from lrlab.optim.registry import lesson_opt_func
-    from lrlab.schedules.torch_schedules import build_sched, sched_func
-    from lrlab.train.distributed import world_size
+    from lrlab.schedules.torch_schedules import build_sched, checked_lrs, sched_func
 
     try:
         device = torch.device(args.device) if args.device else None
@@ -188,16 +187,26 @@ def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
             AutoLRCB(**key_values(args.sched_arg)).build(opt, 1000)
         except (TypeError, ValueError) as e:
             raise ValueError(f"--auto with --sched-arg {' '.join(args.sched_arg)}: {e}") from e
-        make_sched = None
-    else:
-        make_sched, _ = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
-    if make_sched is not None:
-        try:
+        return check_split_and_data(args, distributed)
+    given = f"--sched {args.sched} with --sched-arg {' '.join(args.sched_arg) or '(none)'}"
+    try:
+        make_sched, step = sched_func(args.sched, args.lr, **key_values(args.sched_arg))
+        if make_sched is not None:
             build_sched(make_sched, opt, 1000)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"--sched {args.sched} with --sched-arg {' '.join(args.sched_arg) or '(none)'}: {e}"
-            ) from e
+            if step == "batch":  # a few steps too: some arguments fail only when stepped (a step_size of 0)
+                checked_lrs(make_sched, 10, lr=args.lr, opt=opt)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{given}: {e}") from e
+    check_split_and_data(args, distributed)
+
+
+def check_split_and_data(args: argparse.Namespace, distributed: bool) -> None:
+    """The batch must divide evenly over the processes, and the data be there.
+
+    Raises:
+        ValueError: a batch that does not split; DataError: no data."""
+    from lrlab.train.distributed import world_size
+
     world = world_size() if distributed else args.nproc
     if args.bs % world:
         raise ValueError(

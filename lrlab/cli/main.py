@@ -56,10 +56,14 @@ def cmd_schedulers(args: argparse.Namespace) -> int:
 
 
 def cmd_sched_plot(args: argparse.Namespace) -> int:
-    from lrlab.plots import image_path
-    from lrlab.schedules.torch_schedules import plot_sched, sched_func, sched_lrs
+    from lrlab.plots import image_path, plot_series
+    from lrlab.schedules.torch_schedules import checked_lrs, sched_func
 
-    make_sched, _ = sched_func(args.name, args.lr, **key_values(args.opt))
+    given = f"sched-plot {args.name} with --opt {' '.join(args.opt) or '(none)'}"
+    try:
+        make_sched, _ = sched_func(args.name, args.lr, **key_values(args.opt))
+    except ValueError as e:
+        raise ValueError(f"{given}: {e}") from e
     if make_sched is None:  # "constant": the lr as given, drawn as a schedule that keeps it
         from functools import partial
 
@@ -74,8 +78,11 @@ def cmd_sched_plot(args: argparse.Namespace) -> int:
         make_sched = [make_sched, partial(HyperScheduler, **dict(parse_ramp(t) for t in args.hyper))]
     out = Path(args.out or f"{args.name}.png")
     out = image_path(out, f"{args.name}.png")
-    rec = sched_lrs(make_sched, args.steps, lr=args.lr)
-    plot_sched(make_sched, args.steps, out, lr=args.lr)
+    try:
+        rec = checked_lrs(make_sched, args.steps, lr=args.lr)
+    except ValueError as e:
+        raise ValueError(f"{given}: {e}") from e
+    plot_series(rec, out, xlabel="step")
     lrs = rec["lr"]
     names = {"mom": "momentum", "beta2": "beta2", "weight_decay": "weight_decay"}
     moving = "".join(f"; {names[k]} {min(rec[k]):.3g}..{max(rec[k]):.3g}" for k in names if k in rec)

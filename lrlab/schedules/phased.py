@@ -93,6 +93,8 @@ class WarmupStableDecay(_ResumableLR):
         decay_start = self.total_steps - self.decay_steps
         if step < decay_start:
             return 1.0
+        if self.decay_steps == 0:  # no decay phase (a run too short for one): the floor once the run is over
+            return self.floor
         progress = min(1.0, (step - decay_start + 1) / self.decay_steps)
         return self.floor + (1 - self.floor) * _decayed(progress, self.decay_shape)
 

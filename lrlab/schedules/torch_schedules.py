@@ -72,29 +72,77 @@ PRESETS = ("onecycle", "cosine", "constant", "plateau", "wsd", "phased")
 
 
 def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
-    """A scheduler factory for a preset or any lr_scheduler class name, and its natural step ('batch'/'epoch')."""
+    """A scheduler factory for a preset or any lr_scheduler class name, and its natural step ('batch'/'epoch').
+
+    Raises:
+        ValueError: an unknown name, an argument the scheduler does not take, a required one left out, or a
+            scheduler that needs Python objects (LambdaLR, SequentialLR, ...)."""
     if name == "constant":
         return None, "batch"
-    if name == "onecycle":
-        return functools.partial(lr_scheduler.OneCycleLR, max_lr=lr, **kwargs), "batch"
-    if name == "cosine":
-        return functools.partial(lr_scheduler.CosineAnnealingLR, **kwargs), "batch"
-    if name == "plateau":
-        return functools.partial(lr_scheduler.ReduceLROnPlateau, **kwargs), "epoch"
-    if name == "wsd":
-        return functools.partial(WarmupStableDecay, **kwargs), "batch"
-    if name == "phased":  # warm-up, plateau on the validation loss, decay (BatchSchedCB reports the metric)
-        return functools.partial(PhasedLR, **kwargs), "batch"
+    presets = {"onecycle": (lr_scheduler.OneCycleLR, "batch"), "cosine": (lr_scheduler.CosineAnnealingLR, "batch"),
+               "plateau": (lr_scheduler.ReduceLROnPlateau, "epoch"), "wsd": (WarmupStableDecay, "batch"),
+               "phased": (PhasedLR, "batch")}  # fmt: skip
+    if name in presets:  # phased: warm-up, plateau on the validation loss, decay (BatchSchedCB reports the metric)
+        cls, step = presets[name]
+        kwargs = {"max_lr": lr, **kwargs} if name == "onecycle" else kwargs  # a max_lr given wins over the lr
+        check_arguments(cls, kwargs)
+        return functools.partial(cls, **kwargs), step
     valid = available_schedulers()
     if name not in valid:
         raise ValueError(
             f"unknown scheduler {name!r}; choose a preset ({', '.join(PRESETS)}) or one of: {', '.join(valid)}"
         )
+    if name in NEEDS_OBJECTS:
+        raise ValueError(
+            f"{name} needs {NEEDS_OBJECTS[name]}, which K=V text cannot give; use it from Python: "
+            f"BatchSchedCB(partial(lr_scheduler.{name}, ...))"
+        )
     cls = getattr(lr_scheduler, name)
     if cls is lr_scheduler.OneCycleLR:
         kwargs.setdefault("max_lr", lr)
+    check_arguments(cls, kwargs)
     step = "epoch" if cls is lr_scheduler.ReduceLROnPlateau else "batch"
     return functools.partial(cls, **kwargs), step
+
+
+# torch schedulers built from Python objects, which K=V options cannot spell
+NEEDS_OBJECTS = {"LambdaLR": "lr_lambda (a function)", "MultiplicativeLR": "lr_lambda (a function)",
+                 "SequentialLR": "schedulers (a list of built schedulers)",
+                 "ChainedScheduler": "schedulers (a list of built schedulers)"}  # fmt: skip
+FILLED_IN = ("optimizer", "T_max", "total_steps")  # the optimizer, and a length build_sched fills in
+
+
+def check_arguments(cls: type, kwargs: dict) -> None:
+    """Refuse names a scheduler does not take, and leave none of its required ones out.
+
+    Raises:
+        ValueError: naming the unknown or missing arguments and the ones it takes."""
+    params = inspect.signature(cls).parameters
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    takes = [p for p in params if p not in ("self", "optimizer") and params[p].kind in keyword]
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise ValueError(f"{cls.__name__} takes no {', '.join(map(repr, unknown))}; its arguments: {', '.join(takes)}")
+    missing = [p for p in takes if params[p].default is inspect.Parameter.empty and p not in kwargs
+               and p not in FILLED_IN]  # fmt: skip
+    if missing:
+        raise ValueError(f"{cls.__name__} needs {', '.join(missing)}: give {missing[0]}=VALUE")
+
+
+def checked_lrs(make_sched: SchedFunc | object, steps: int, lr: float = 0.06, **kwargs: object) -> dict:
+    """sched_lrs, with a scheduler that fails on its arguments (a step_size of 0, a T_max of text) turned into
+    one ValueError that says what failed, instead of the arithmetic's own exception from deep inside torch.
+
+    Raises:
+        ValueError: the schedule cannot be built or stepped with these arguments."""
+    try:
+        return sched_lrs(make_sched, steps, lr=lr, **kwargs)
+    except ValueError:
+        raise
+    except (TypeError, ArithmeticError, KeyError, IndexError, RuntimeError) as e:
+        target, bound = _target(make_sched if not isinstance(make_sched, (list, tuple)) else make_sched[0])
+        args = ", ".join(f"{k}={v!r}" for k, v in bound.items())
+        raise ValueError(f"{getattr(target, '__name__', target)}({args}) fails: {type(e).__name__}: {e}") from e
 
 
 def simulated_copy(sched: object) -> object:
