@@ -1,3 +1,3 @@
-from lrlab.cli.main import main
+from lrlab.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -16,8 +17,17 @@ _TEMP_PREFIX, _TEMP_SUFFIX = ".{name}.", ".tmp"
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call write(f) on a temporary file beside `path`, fsync it, then rename it over `path`: a crash, a full
     disk or Ctrl-C leaves the previous file or the new one, never a mix. The file gets the permissions a plain
-    open() would give (the replaced file's, or the umask's), not the temporary file's private ones."""
-    path = Path(path)
+    open() would give (the replaced file's, or the umask's), not the temporary file's private ones.
+
+    A symbolic link is followed: the file it points to is replaced and the link stays, as open() would write
+    through it. Returns the path written (the link's target for a link).
+
+    Raises:
+        ValueError: `path` is a directory, a device, a pipe or a socket: renaming over it would replace that
+            with a file, so it is refused.
+        OSError: the write itself fails (a full disk, no permission)."""
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX.format(name=path.name), suffix=_TEMP_SUFFIX)
     try:
@@ -31,6 +41,19 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse a target that exists and is not a regular file (see atomic_write)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                 (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+        kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+        raise ValueError(f"{path} is {kind}: lrlab writes its files only over regular files; choose a file name")
 
 
 def _mode_for(path: Path) -> int:

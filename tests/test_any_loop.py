@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -90,7 +91,33 @@ def test_lr_find_refuses_half_a_plain_loop():
     with pytest.raises(TypeError, match="give all four"):
         lr_find(mlp(), F.cross_entropy)
     with pytest.raises(ValueError, match="no batch"):
-        lr_find(mlp(), F.cross_entropy, [], SGD(mlp().parameters(), lr=0.1))
+        model = mlp()
+        lr_find(model, F.cross_entropy, [], SGD(model.parameters(), lr=0.1))
+
+
+def test_lr_find_refuses_an_optimizer_of_another_model_and_a_generator_that_runs_dry():
+    dls = tabular_dls()
+    model, other = mlp(), mlp()
+    with pytest.raises(ValueError, match="the optimizer holds none of the model's parameters"):
+        lr_find(model, F.cross_entropy, dls.train, Adam(other.parameters(), lr=1e-3))
+    one_pass = (batch for batch in dls.train)  # 24 batches, once: the ramp needs 62 from 1e-5
+    with pytest.raises(ValueError, match=r"the data ended after 24 batches, before the ramp reached max_lr 10"):
+        lr_find(model, F.cross_entropy, one_pass, Adam(model.parameters(), lr=1e-3), start_lr=1e-5)
+    found = lr_find(model, F.cross_entropy, list(dls.train), Adam(model.parameters(), lr=1e-3), start_lr=1e-5)
+    assert len(found.lrs) > 24  # a list starts again: the same batches, the whole ramp
+
+
+def test_a_fit_that_leaves_nan_weights_warns():
+    x, y = tabular()
+    x[5, 3] = float("nan")  # one bad feature in one row
+    dls = DataLoaders.from_tensors(x[:1536], y[:1536], x[1536:], y[1536:], batch_size=64, seed=1)
+    learn = Learner(mlp(), dls, loss_func=F.cross_entropy, lr=1e-3)
+    with pytest.warns(RuntimeWarning, match=r"4 of the model's parameter tensors hold NaN or inf \(first: 0.weight\)"):
+        learn.fit(1)
+    clean = Learner(mlp(), tabular_dls(), loss_func=F.cross_entropy, lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean.fit(1)
 
 
 def test_recorder_records_what_a_torch_scheduler_applied_and_the_preview_agrees(tmp_path):

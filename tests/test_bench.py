@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +110,27 @@ def test_a_rerun_skips_finished_runs_and_shards_merge(tmp_path):
     assert len(calls) == 8 and len(set(calls)) == 8
     run_bench(tmp_path, *args, runner=runner, log=lambda s: None)  # everything done: nothing runs again
     assert len(calls) == 8 and len(load_runs(tmp_path)) == 8
+
+
+def test_a_result_cut_short_is_named_by_the_report_and_redone_by_a_rerun(tmp_path):
+    """A copy from a cluster cut short leaves half a file: the report names it, a rerun redoes that run only."""
+    calls = []
+
+    def runner(workload, config, seed, epochs):
+        calls.append((workload.name, config.name, seed))
+        return fake_run(workload.name, config.name, seed, 0.01 * (seed + 1), 10.0)
+
+    args = (["linear"], ["constant@1e-3"], 2)
+    run_bench(tmp_path, *args, runner=runner, log=lambda s: None)
+    cut = tmp_path / "runs" / "linear" / "constant@1e-3" / "seed1.json"
+    whole = cut.read_text()
+    cut.write_text(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=f"^{re.escape(str(cut))} is not a whole bench result: delete it, or"):
+        load_runs(tmp_path)
+    lines = []
+    run_bench(tmp_path, *args, runner=runner, log=lines.append)
+    assert calls[2:] == [("linear", "constant@1e-3", 1)] and f"{cut} is not a whole result" in "\n".join(lines)
+    assert cut.read_text() == whole and len(load_runs(tmp_path)) == 2
 
 
 def bench_cli(out, *extra):

@@ -205,3 +205,25 @@ def test_resume_with_a_broken_config_says_so(tmp_path, capsys):
     assert "config.json is not valid JSON" in capsys.readouterr().err
     assert main(["fit", "--resume", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_resume_after_config_json_was_edited_by_hand_names_the_option(tmp_path, data_dir, capsys):
+    """A checkpoint keeps the options it was trained with: another batch size in config.json is one line,
+    not 'Tried to step 355 times' from the scheduler half-way through the epoch."""
+    import json
+
+    from lrlab.cli.main import main
+
+    run = tmp_path / "run"
+    args = ["fit", "--epochs", "1", "--n-train", "1024", "--n-valid", "200", "--no-progress", "--run-dir", str(run)]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    (run / "metrics.json").unlink()  # as if it stopped after its last checkpoint
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "bs": 128}))
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json was changed after its checkpoint was written: bs 128 (trained " in err
+    assert "with 256)" in err
+    (run / "config.json").write_text(json.dumps(config))  # put back: it resumes and finishes
+    assert main(["fit", "--resume", str(run)]) == 0

@@ -206,6 +206,16 @@ def test_lab_export_keeps_the_previous_workbook_on_a_full_disk_or_ctrl_c(tmp_pat
         assert codes[-1] == 130, f"no Ctrl-C landed inside the export (exit codes {codes}, export {whole:.1f} s)"
 
 
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
+def test_ctrl_c_while_torch_and_the_data_load_is_one_line(delay, data_dir, tmp_path):
+    """The first seconds of every command import torch and read the data: a Ctrl-C there stops in one line."""
+    proc = lrlab("fit", "--epochs", "1", *SMALL, "--run-dir", str(tmp_path / "run"), data_dir=data_dir)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
 BAD_INPUT = {
     "opt-arg": (["fit", "--opt-arg", "foo=1"], "--opt-arg foo=1"),
     "sched-arg": (["fit", "--sched-arg", "foo=1"], "--sched-arg foo=1"),
@@ -219,6 +229,7 @@ BAD_INPUT = {
     "lab-loop": (["lab", "basic", "--epochs", "1000000", "--runs", "3"], "at most 1,000,000 epochs"),
     "repeated-config": (["compare", "--configs", "onecycle,onecycle"], "named more than once"),
     "resume-nothing": (["fit", "--resume", "no/such/run"], "not a run folder"),
+    "endless-data": (["lab", "basic", "--data", "/dev/zero"], "the CSV /dev/zero is over 16 MB"),
 }
 
 
@@ -230,6 +241,34 @@ def test_bad_input_is_one_line_and_nothing_is_made(name, tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("lrlab: error: "), err
     assert list(tmp_path.iterdir()) == []  # no run folder, no file
+
+
+@pytest.mark.parametrize(
+    "command, rows, message",
+    [
+        (["lab", "export", "book.xlsx", "--epochs", "2"], "1,1e200\n2,-1e200\n3,1e200",
+         "basic: the displayed epoch overflows at data row 1 (x=1, y=1e+200)"),
+        (["lab", "compare"], "1e300,1\n2,5\n3,1e300", "the data's values are too large for the best line"),
+        (["lab", "basic"], "1," + "9" * 200_000, "data.csv, line 2: not CSV (field larger than field limit"),
+        (["lab", "basic"], "\x00" * 5000, "data.csv, line 2: expected two numbers x,y, got '\\x00"),
+    ],
+    ids=["export-overflow", "compare-overflow", "huge-field", "nul-bytes"],
+)  # fmt: skip
+def test_lab_data_that_overflows_or_is_not_csv_is_one_line(command, rows, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("x,y\n" + rows + "\n")
+    assert main([*command, "--data", "data.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrlab: error: ") and message in err and err.count("\n") == 1 and len(err) < 400, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+def test_lab_compare_where_every_sheet_overflows_still_draws_its_pictures(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("x,y\n1,1e200\n2,-1e200\n3,1e200\n")
+    assert main(["lab", "compare", "--data", "data.csv", "--cap", "50"]) == 0
+    assert "not within 50" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "lab" / "compare.png").stat().st_size > 5000
 
 
 PARSER_BOUNDS = {

@@ -270,8 +270,11 @@ def run_bench(
     out = Path(out)
     names, config_names = resolve(workloads, configs)
     shard_jobs = shard_of(grid(names, config_names, seeds), shard)
-    todo = [(k, job) for k, job in enumerate(shard_jobs, start=1) if not run_path(out, *job).exists()]
+    todo = [(k, job) for k, job in enumerate(shard_jobs, start=1) if read_result(run_path(out, *job)) is None]
     log(f"{len(shard_jobs)} runs in this shard, {len(shard_jobs) - len(todo)} already done")
+    for _, job in todo:
+        if run_path(out, *job).exists():  # cut short by a copy, say: not a result, so the run is done again
+            log(f"{run_path(out, *job)} is not a whole result: this run is done again")
 
     def save(k: int, job: tuple[str, str, int], record: dict) -> None:
         # only whole results reach the disk, each atomically: a run killed midway leaves no file
@@ -351,6 +354,27 @@ def parallel(jobs: int, threads: int):
         pool.join()
 
 
+RESULT_KEYS = ("workload", "config", "seed", "final", "diverged")
+
+
+def read_result(path: Path) -> dict | None:
+    """A run's result file as a record, or None when there is none or it is not whole (cut short, foreign)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and all(k in record for k in RESULT_KEYS) else None
+
+
 def load_runs(out: str | Path) -> list[dict]:
-    """Every result file under OUT/runs (from any shard), in a fixed order."""
-    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/*/seed*.json"))]
+    """Every result file under OUT/runs (from any shard), in a fixed order.
+
+    Raises:
+        ValueError: a file that is not a whole result (cut short by a copy, say), named."""
+    records = []
+    for path in sorted(Path(out).glob("runs/*/*/seed*.json")):
+        record = read_result(path)
+        if record is None:
+            raise ValueError(f"{path} is not a whole bench result: delete it, or run lrlab bench again to redo it")
+        records.append(record)
+    return records

@@ -154,9 +154,39 @@ def resumed_options(args: argparse.Namespace) -> tuple[argparse.Namespace, bool]
     if (run_dir / "last.pt").exists():  # a foreign or crafted checkpoint is refused before any work
         from lrlab.train import checkpoint
 
-        checkpoint.load(run_dir / "last.pt")
+        check_unedited(run_dir, saved, checkpoint.load(run_dir / "last.pt"))
     kept = {"resume": args.resume, "progress": args.progress, "run_dir": str(run_dir), "overwrite": False}
     return argparse.Namespace(**{**vars(args), **saved, **kept}), False
+
+
+def trained_options(args: argparse.Namespace) -> dict:
+    """The options that decide what a run computes, as JSON has them (what checkpoints keep)."""
+    import json
+
+    from lrlab.train.runs import FREE_ON_RESUME
+
+    kept = {k: v for k, v in saved_options(args).items() if k not in (*FREE_ON_RESUME, "run_dir")}
+    return json.loads(json.dumps(kept))
+
+
+def check_unedited(run_dir: Path, saved: dict, ckpt: dict) -> None:
+    """Refuse to resume when config.json no longer holds the options the checkpoint was trained with.
+
+    Raises:
+        RunFolderError: an option differs (named, with both values)."""
+    from lrlab.train.runs import RunFolderError
+
+    trained = ckpt.get("meta", {}).get("config") if isinstance(ckpt.get("meta"), dict) else None
+    if not isinstance(trained, dict):  # written before checkpoints kept their options
+        return
+    now = trained_options(argparse.Namespace(**saved))
+    changed = sorted(k for k in set(trained) | set(now) if trained.get(k) != now.get(k))
+    if changed:
+        parts = [f"{k} {now.get(k)!r} (trained with {trained.get(k)!r})" for k in changed[:5]]
+        raise RunFolderError(
+            f"{run_dir / 'config.json'} was changed after its checkpoint was written: {'; '.join(parts)}; "
+            f"put the options back to resume, or start a new run"
+        )
 
 
 def validate_fit_options(args: argparse.Namespace, distributed: bool) -> None:
@@ -324,7 +354,8 @@ def run_callbacks(args: argparse.Namespace, run_dir: Path, say) -> tuple[list, d
     }
     # a smoothed training loss 10x its best is divergence, not noise: stop before it reaches a checkpoint
     cbs = [DeviceCB(args.device), *parts.values(), DivergenceGuardCB(factor=10.0), DDPCB()]
-    cbs.append(CheckpointCB(run_dir, every=args.checkpoint_every))
+    # the options it trains with travel in every checkpoint: a config.json edited by hand is caught on resume
+    cbs.append(CheckpointCB(run_dir, every=args.checkpoint_every, meta={"config": trained_options(args)}))
     if args.auto:  # AutoLR sets the lr: its search, hold and decay; --sched-arg K=V are its settings
         from lrlab.train.callbacks.anneal import AutoLRCB
 

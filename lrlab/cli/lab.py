@@ -4,6 +4,7 @@ the one door that knows every part; kept apart so each file reads top to bottom.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from lrlab.cli.console import bounded_int, port_number, positive_float, positive_int
@@ -30,8 +31,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
         if not args.file:
             raise ValueError("lrlab lab export needs a file name, e.g. lrlab lab export graddesc.xlsx")
         cells = export_workbook(args.file, epochs=args.epochs or 10, data=args.data)
+        link = Path(args.file).is_symlink()  # written through: the file it points to is replaced, the link stays
+        where = f"{os.path.realpath(args.file)} (through the link {args.file})" if link else args.file
         print(
-            f"wrote {args.file}: {len(SHEETS)} optimizer sheets, {args.epochs or 10} epochs each, "
+            f"wrote {where}: {len(SHEETS)} optimizer sheets, {args.epochs or 10} epochs each, "
             f"{len(cells):,} live formula cells"
         )
         return 0

@@ -16,6 +16,15 @@ WORKBOOK_ROWS: tuple[tuple[float, float], ...] = (
 )  # fmt: skip
 
 
+MAX_CSV_CHARS = 16 * 2**20  # about a million rows: more than any lab sheet runs in reasonable time
+
+
+def _shown(record: list[str]) -> str:
+    """A CSV line as an error quotes it: cut short, so a runaway line stays one readable line."""
+    text = ",".join(record)
+    return repr(text if len(text) <= 60 else text[:60] + "...")
+
+
 def load_csv(path: str | Path) -> list[tuple[float, float]]:
     """Read x,y rows (a header line is allowed; Excel's UTF-8 byte-order mark too); a bad line is named in the
     error, and so is a line with more than two values (a third column is never silently dropped).
@@ -23,11 +32,15 @@ def load_csv(path: str | Path) -> list[tuple[float, float]]:
     Raises:
         ValueError: an unreadable file or line, or no rows."""
     try:
-        f = open(path, newline="", encoding="utf-8-sig")
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read(MAX_CSV_CHARS + 1)  # bounded: a device such as /dev/zero never ends
     except OSError as e:
         raise ValueError(f"cannot read the CSV {path}: {e.strerror}") from None
-    with f:
-        return parse_csv(f, str(path))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"cannot read the CSV {path}: not UTF-8 text (byte {e.start})") from None
+    if len(text) > MAX_CSV_CHARS:
+        raise ValueError(f"the CSV {path} is over {MAX_CSV_CHARS // 2**20} MB: the lab reads at most that much")
+    return parse_csv(text.splitlines(), str(path))
 
 
 def parse_csv(lines: Iterable[str], source: str) -> list[tuple[float, float]]:
@@ -35,24 +48,33 @@ def parse_csv(lines: Iterable[str], source: str) -> list[tuple[float, float]]:
 
     Raises:
         ValueError: a bad line, or no rows."""
-    rows = []
-    for line_no, record in enumerate(csv.reader(lines), start=1):
-        if not record or all(not cell.strip() for cell in record):
-            continue
-        if line_no == 1 and [c.strip().lower().lstrip("\ufeff") for c in record[:2]] == ["x", "y"]:
-            continue
-        if len(record) != 2 or not record[0].strip() or not record[1].strip():
-            raise ValueError(f"{source}, line {line_no}: expected two numbers x,y, got {','.join(record)!r}")
-        try:
-            x, y = float(record[0]), float(record[1])
-        except ValueError:
-            raise ValueError(f"{source}, line {line_no}: non-numeric value in {','.join(record)!r}") from None
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"{source}, line {line_no}: values must be finite, got {','.join(record)!r}")
-        rows.append((x, y))
+    rows: list[tuple[float, float]] = []
+    reader = csv.reader(lines)
+    try:
+        for line_no, record in enumerate(reader, start=1):
+            _parse_record(record, line_no, source, rows)
+    except csv.Error as e:  # a field over csv's size limit, a stray quote...
+        raise ValueError(f"{source}, line {reader.line_num}: not CSV ({e})") from None
     if not rows:
         raise ValueError(f"{source} holds no x,y rows")
     return rows
+
+
+def _parse_record(record: list[str], line_no: int, source: str, rows: list[tuple[float, float]]) -> None:
+    """Add one CSV line's (x, y) to rows (skipping blank lines and a header), or raise naming the line."""
+    if not record or all(not cell.strip() for cell in record):
+        return
+    if line_no == 1 and [c.strip().lower().lstrip("\ufeff") for c in record[:2]] == ["x", "y"]:
+        return
+    if len(record) != 2 or not record[0].strip() or not record[1].strip():
+        raise ValueError(f"{source}, line {line_no}: expected two numbers x,y, got {_shown(record)}")
+    try:
+        x, y = float(record[0]), float(record[1])
+    except ValueError:
+        raise ValueError(f"{source}, line {line_no}: non-numeric value in {_shown(record)}") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"{source}, line {line_no}: values must be finite, got {_shown(record)}")
+    rows.append((x, y))
 
 
 def random_rows(n: int = 29, a: float = 2.0, b: float = 30.0, seed: int | None = None) -> list[tuple[float, float]]:

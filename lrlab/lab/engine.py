@@ -326,28 +326,41 @@ class Sheet:
         return self.display(self.b, self.a, self._s, self._step, self._lr)
 
     def display(self, b: float, a: float, s: tuple, step: int, lr: float) -> list[dict]:
-        """The rows of one pass from any header (b, a, state, step, lr)."""
+        """The rows of one pass from any header (b, a, state, step, lr).
+
+        Raises:
+            LabError: a cell overflows (data too large for the sheet's arithmetic), naming the row."""
         out = []
-        for x, y in self.data:
-            err2, b2, a2, s2, step = self._update(x, y, b, a, s, step, lr)
-            pred = b + a * x
-            row = {"x": x, "y": y, "b": b, "a": a, "pred": pred, "err2": err2, "db": 2 * (pred - y)}
-            row["da"] = row["db"] * x
-            if self.name == "basic":  # forward differences: the squared error with b, then a, bumped
-                row["err_b_bumped"] = (((b + FD_STEP) + x * a) - y) ** 2
-                row["err_a_bumped"] = (((a + FD_STEP) * x + b) - y) ** 2
-                row["fd_db"] = (row["err_b_bumped"] - err2) / FD_STEP
-                row["fd_da"] = (row["err_a_bumped"] - err2) / FD_STEP
-            if self.has_mom:
-                row["mom_b"], row["mom_a"] = s2[0], s2[1]
-            if self.has_sq:
-                row["sq_b"], row["sq_a"] = s2[2], s2[3]
-            for i, key in enumerate(newer.EXTRA_STATE.get(self.name, ())):
-                row[key] = s2[4 + i]
-            row["new_b"], row["new_a"] = b2, a2
+        for number, (x, y) in enumerate(self.data, start=1):
+            try:
+                row, (b, a, s, step) = self._display_row(x, y, b, a, s, step, lr)
+            except (ZeroDivisionError, OverflowError):
+                raise LabError(
+                    f"{self.name}: the displayed epoch overflows at data row {number} (x={x:g}, y={y:g}) with lr "
+                    f"{lr:g}: values this large cannot be shown (scale the data down, or try a smaller lr)"
+                ) from None
             out.append(row)
-            b, a, s = b2, a2, s2
         return out
+
+    def _display_row(self, x: float, y: float, b: float, a: float, s: tuple, step: int, lr: float):
+        """One displayed row's cells, and the header the next row reads."""
+        err2, b2, a2, s2, step = self._update(x, y, b, a, s, step, lr)
+        pred = b + a * x
+        row = {"x": x, "y": y, "b": b, "a": a, "pred": pred, "err2": err2, "db": 2 * (pred - y)}
+        row["da"] = row["db"] * x
+        if self.name == "basic":  # forward differences: the squared error with b, then a, bumped
+            row["err_b_bumped"] = (((b + FD_STEP) + x * a) - y) ** 2
+            row["err_a_bumped"] = (((a + FD_STEP) * x + b) - y) ** 2
+            row["fd_db"] = (row["err_b_bumped"] - err2) / FD_STEP
+            row["fd_da"] = (row["err_a_bumped"] - err2) / FD_STEP
+        if self.has_mom:
+            row["mom_b"], row["mom_a"] = s2[0], s2[1]
+        if self.has_sq:
+            row["sq_b"], row["sq_a"] = s2[2], s2[3]
+        for i, key in enumerate(newer.EXTRA_STATE.get(self.name, ())):
+            row[key] = s2[4 + i]
+        row["new_b"], row["new_a"] = b2, a2
+        return row, (b2, a2, s2, step)
 
     @property
     def rmse(self) -> float:

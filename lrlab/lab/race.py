@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from lrlab.lab.engine import SHEETS, TEXTBOOK_ONLY, LabError, Sheet
@@ -10,13 +11,19 @@ from lrlab.lab.engine import SHEETS, TEXTBOOK_ONLY, LabError, Sheet
 def least_squares(data: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """The (a, b) of the straight line y = a*x + b closest to the rows: where every optimizer should end up."""
     n = len(data)
-    mean_x = sum(x for x, _ in data) / n
-    mean_y = sum(y for _, y in data) / n
-    sxx = sum((x - mean_x) ** 2 for x, _ in data)
-    if sxx == 0:
-        raise LabError("all rows have the same x: no single line fits them best")
-    a = sum((x - mean_x) * (y - mean_y) for x, y in data) / sxx
-    return a, mean_y - a * mean_x
+    try:
+        mean_x = sum(x for x, _ in data) / n
+        mean_y = sum(y for _, y in data) / n
+        sxx = sum((x - mean_x) ** 2 for x, _ in data)
+        if sxx == 0:
+            raise LabError("all rows have the same x: no single line fits them best")
+        a = sum((x - mean_x) * (y - mean_y) for x, y in data) / sxx
+        b = mean_y - a * mean_x
+    except OverflowError:
+        a = b = math.inf
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise LabError("the data's values are too large for the best line (their squares overflow): scale them down")
+    return a, b
 
 
 def epochs_to_reach(

@@ -31,8 +31,12 @@ def plot_compare(results: Sequence[dict], path: str | Path) -> plt.Figure:
     for res in results:
         hist = res["history"]
         ax.plot([h["epoch"] for h in hist], [h["rmse"] for h in hist], label=res["sheet"])
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    shown = [h["rmse"] for res in results for h in res["history"] if 0 < h["rmse"] < math.inf]
+    if shown:  # matplotlib cannot log-scale an empty chart (every sheet overflowed in its first epoch)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finite error: every sheet overflowed", ha="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
     textbook = {res.get("textbook", False) for res in results}
     ax.set_ylabel("rmse" if textbook == {True} else "error (workbook: sqrt of summed err^2; textbook: rmse)")
@@ -50,9 +54,11 @@ def plot_paths(results: Sequence[dict], data: Sequence[tuple[float, float]], pat
     bs = np.linspace(-5, 40, 200)
     as_ = np.linspace(0.5, 3.0, 200)
     grid_b, grid_a = np.meshgrid(bs, as_)
-    loss = sum((y - (grid_a * x + grid_b)) ** 2 for x, y in data)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge data: inf cells, left blank by contour
+        loss = np.log10(sum((y - (grid_a * x + grid_b)) ** 2 for x, y in data) + 1e-12)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.contour(grid_b, grid_a, np.log10(loss + 1e-12), levels=20, cmap="Greys", linewidths=0.6)
+    if np.isfinite(loss).any():
+        ax.contour(grid_b, grid_a, np.ma.masked_invalid(loss), levels=20, cmap="Greys", linewidths=0.6)
     for res in results:
         hist = res["history"]
         pts = [(1.0, 1.0)] + [(h["b"], h["a"]) for h in hist]

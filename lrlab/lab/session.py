@@ -17,8 +17,13 @@ from lrlab.lab.engine import DEFAULTS, SHEETS, TEXTBOOK_ONLY, WORKBOOK_SHEETS, L
 from lrlab.lab.notes import NOTES
 from lrlab.lab.race import least_squares, race
 
-MAX_RUN_EPOCHS = 10_000  # one click: about 0.1 s of engine time at most
+MAX_RUN_EPOCHS = 10_000
 MAX_UPLOAD_ROWS = 10_000
+# What one click may compute, in row updates (epochs x rows, x sheets for a race): at most about 1.5 s here
+# (RAdam, the slowest sheet: 10,000 epochs of the 29 rows), so no request holds the lab for minutes.
+MAX_WORK = 300_000
+MAX_HISTORY = 20_000  # epochs a sheet keeps between Resets (all of them downloadable as CSV)
+HISTORY_WINDOW = 1_000  # epochs of history (and path) the page gets with every view
 SURFACE_POINTS = 61
 
 # Each displayed cell and its formula, as the sheet computes it ("'" marks the previous row's value).
@@ -74,6 +79,21 @@ def jsonable(value):
     return value
 
 
+def check_work(what: str, epochs: int, rows: int, sheets: int = 1) -> None:
+    """Refuse a click that computes more than MAX_WORK row updates, naming the most epochs it may ask for.
+
+    Raises:
+        LabError: epochs x rows x sheets is over MAX_WORK."""
+    work = epochs * rows * sheets
+    if work > MAX_WORK:
+        most = max(1, MAX_WORK // (rows * sheets))
+        per = f" x {sheets} sheets" if sheets > 1 else ""
+        raise LabError(
+            f"{what}: {epochs:,} epochs x {rows:,} rows{per} is {work:,} row updates; one click computes at most "
+            f"{MAX_WORK:,} (at most {most:,} epochs on these rows)"
+        )
+
+
 class LabSession:
     """The browser lab's state. Args: sheet and textbook to start on; data rows (default: the workbook's 29).
 
@@ -120,6 +140,12 @@ class LabSession:
         """The Run button. An overflow keeps the last finite state, moves the cursor home, and raises."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_RUN_EPOCHS:
             raise LabError(f"epochs must be an integer from 1 to {MAX_RUN_EPOCHS}, got {epochs!r}")
+        check_work("Run", epochs, len(self.data))
+        if self.sheet.epoch + epochs > MAX_HISTORY:
+            raise LabError(
+                f"the sheet keeps at most {MAX_HISTORY:,} epochs and has run {self.sheet.epoch:,}: "
+                f"Reset to start again (download the history first)"
+            )
         self.cursors[self.key] = 0
         self.sheet.run(epochs)
 
@@ -179,6 +205,9 @@ class LabSession:
     # -- race and export ------------------------------------------------------------------------------
     def race(self, epochs: int = 50) -> None:
         """Every sheet from Reset on the current data, in the current mode (those since Adam: textbook)."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise LabError(f"the race's epochs must be an integer >= 1, got {epochs!r}")
+        check_work("the race", epochs, len(self.data), sheets=len(SHEETS))
         results = race(epochs=epochs, data=self.data, textbook=self.key[1])
         self.races += 1  # the page redraws the race only when this changes
         self.race_result = {"id": self.races, "epochs": epochs, "results": results}
@@ -203,10 +232,11 @@ class LabSession:
         try:
             rows = sheet.rows
             rmse = sheet.rmse
-        except (OverflowError, ZeroDivisionError):  # a header at the edge of overflow: nothing to display
+        except (OverflowError, ZeroDivisionError, LabError):  # a header at the edge of overflow: nothing to show
             rows, rmse = [], math.nan
-        path = [(1.0, 1.0)] + [(h["b"], h["a"]) for h in sheet.history]
-        path += [(r["new_b"], r["new_a"]) for r in rows[: self.cursor]]
+        history = sheet.history[-HISTORY_WINDOW:]  # the rest is at /api/history.csv
+        path = [(1.0, 1.0)] if len(history) == len(sheet.history) else []
+        path += [(h["b"], h["a"]) for h in history] + [(r["new_b"], r["new_a"]) for r in rows[: self.cursor]]
         target_a, target_b = least_squares(self.data)
         view = {
             "sheets": [{"name": n, "workbook": n in WORKBOOK_SHEETS} for n in SHEETS],
@@ -215,7 +245,7 @@ class LabSession:
             "epoch": sheet.epoch, "a": sheet.a, "b": sheet.b, "rmse": rmse,
             "error_label": "rmse" if textbook else "sqrt(sum err^2)",
             "state": {k: list(v) if isinstance(v, tuple) else v for k, v in sheet.state.items()},
-            "history": sheet.history, "cursor": self.cursor, "rows": rows,
+            "history": history, "history_epochs": len(sheet.history), "cursor": self.cursor, "rows": rows,
             "formulas": formulas(name, textbook), "path": path, "target": [target_a, target_b],
             "data": {"source": self.data_source, "rows": len(self.data), "version": self.data_version},
             "race": self.race_result,
@@ -233,6 +263,7 @@ class LabSession:
         bs = np.linspace(b_lo - b_pad, b_hi + b_pad, SURFACE_POINTS)
         as_ = np.linspace(a_lo - a_pad, a_hi + a_pad, SURFACE_POINTS)
         grid_b, grid_a = np.meshgrid(bs, as_)
-        sse = sum((y - (grid_a * x + grid_b)) ** 2 for x, y in self.data)
-        z = np.log10(sse + 1e-12)
-        return {"b": bs.tolist(), "a": as_.tolist(), "z": z.tolist(), "version": self.data_version}
+        with np.errstate(over="ignore", invalid="ignore"):  # data that overflows: inf cells, sent as "inf"
+            sse = sum((y - (grid_a * x + grid_b)) ** 2 for x, y in self.data)
+            z = np.log10(sse + 1e-12)
+        return jsonable({"b": bs.tolist(), "a": as_.tolist(), "z": z.tolist(), "version": self.data_version})

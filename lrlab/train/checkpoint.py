@@ -112,14 +112,21 @@ def resumable(loader) -> bool:
 
 
 def capture(
-    learn, epoch: int, batch: int, phase: str = "train", ranks: list[dict] | None = None, rng: dict | None = None
+    learn,
+    epoch: int,
+    batch: int,
+    phase: str = "train",
+    ranks: list[dict] | None = None,
+    rng: dict | None = None,
+    meta: dict | None = None,
 ) -> dict:
     """Everything needed to continue at (epoch, phase, batch): model, optimizer, callbacks, loaders, RNGs.
 
     (e, "train", 0): epoch e has not started; (e, "train", b): its first b training batches are done;
     (e, "valid", 0): its training is done and its validation is to run (validation restarts whole).
     `ranks`: every process's rank_state, in a distributed run (gathered by the caller on all ranks); `rng`: the
-    random generators to save instead of the current ones (for "valid": as validation began)."""
+    random generators to save instead of the current ones (for "valid": as validation began); `meta`: plain data
+    the caller keeps with the checkpoint (lrlab fit: the options the run is trained with)."""
     from lrlab.train.distributed import world_size
 
     if phase not in PHASES or (phase == "valid" and batch):
@@ -150,6 +157,7 @@ def capture(
         "loaders": loaders,
         "rng": own["rng"],
         **({"ranks": ranks} if ranks and len(ranks) > 1 else {}),
+        **({"meta": meta} if meta is not None else {}),
     }
 
 

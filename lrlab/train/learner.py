@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,8 @@ class Learner:
             except CancelFitException:
                 self.callback("after_cancel_fit")
             self.callback("after_fit")
+            if train:
+                warn_if_not_finite(self.model)
         except BaseException as error:
             self._cleanup(extra, error)
             raise
@@ -285,6 +288,19 @@ class Learner:
         for failure in failures:
             if hasattr(error, "add_note"):
                 error.add_note(f"(cleanup_fit also failed: {type(failure).__name__}: {failure})")
+
+
+def warn_if_not_finite(model: torch.nn.Module) -> None:
+    """Warn (RuntimeWarning) when training left NaN or inf in the weights: a fit that returns normally must
+    not hide it (one scan after the fit; DivergenceGuardCB stops a run at its first bad batch instead)."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        warnings.warn(
+            f"after this fit {len(bad)} of the model's parameter tensors hold NaN or inf (first: {bad[0]}): the "
+            f"data may hold NaN or inf values, or the lr is too high (DivergenceGuardCB stops such a run early)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _defines(obj: Any, name: str) -> bool:

@@ -199,6 +199,12 @@ def find_lr_with(
     Raises:
         ValueError: bad bounds or mult (see finder_steps), an empty loader, or too few batches to suggest."""
     n_steps = finder_steps(start_lr, max_lr, mult)
+    own = {id(p) for p in model.parameters()}
+    if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(
+            "the optimizer holds none of the model's parameters (it was built for another model): the loss "
+            "could not move; build it on model.parameters()"
+        )
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state())
     grads = [(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()]
     loader_state = copy.deepcopy(data.state_dict()) if hasattr(data, "state_dict") else None  # lrlab's loaders
@@ -206,7 +212,7 @@ def find_lr_with(
     # the finder's steps are not the run's: hooks that follow the run must not see them
     hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
     optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = type(hooks[0])(), type(hooks[1])()
-    lrs, losses, best, lr = [], [], math.inf, start_lr
+    lrs, losses, best, lr, ended = [], [], math.inf, start_lr, True
     to_none = not getattr(optimizer, "grads_in_place", False)  # a flat optimizer keeps its gradient buffer
     try:
         model.train()
@@ -222,6 +228,7 @@ def find_lr_with(
             losses.append(value)
             best = min(best, value)
             if not math.isfinite(value) or value > stop_div * best or lr * mult > max_lr:
+                ended = False
                 break
             lr *= mult
     finally:
@@ -236,4 +243,9 @@ def find_lr_with(
             p.grad = g
     if not lrs:
         raise ValueError("the data gave no batch: the finder needs at least one")
+    if ended and len(lrs) < n_steps:  # a one-pass iterator ran dry: a curve cut short suggests nonsense
+        raise ValueError(
+            f"the data ended after {len(lrs)} batches, before the ramp reached max_lr {max_lr:g} or the loss "
+            f"diverged (a generator cannot start a second pass): give a DataLoader or a list of batches"
+        )
     return suggest(lrs, losses)

@@ -114,7 +114,10 @@ function drawRmse(view) {
   const trace = {x: view.history.map((h) => h.epoch), y: view.history.map((h) => h.rmse), mode: "lines+markers",
     name: view.sheet};
   Plotly.react("rmse-chart", [trace], {
-    title: {text: `${view.sheet}: error by epoch`}, margin: {t: 40, r: 10},
+    // The page gets the last epochs only (the server bounds what it sends); the CSV link has them all.
+    title: {text: view.history_epochs > view.history.length
+      ? `${view.sheet}: error by epoch (the last ${view.history.length} of ${view.history_epochs})`
+      : `${view.sheet}: error by epoch`}, margin: {t: 40, r: 10},
     xaxis: {title: {text: "epoch"}}, yaxis: {title: {text: view.error_label}, type: "log"},
   }, {displayModeBar: false});
 }

@@ -45,6 +45,7 @@ class CheckpointCB(Callback):
         every: also checkpoint every `every` training batches (None: only at epoch ends and on signals).
         metric, mode: what makes best.pt ('valid_loss', 'min'); any key of a MetricsCB history row.
         handle_signals: catch SIGINT/SIGTERM (main thread only).
+        meta: plain data (dicts, lists, numbers, text) saved in every checkpoint under "meta".
 
     Raises:
         ValueError: a mode other than 'min'/'max', or `every` that is not a positive integer."""
@@ -61,13 +62,14 @@ class CheckpointCB(Callback):
         metric: str = "valid_loss",
         mode: str = "min",
         handle_signals: bool = True,
+        meta: dict | None = None,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"every must be None or a number of batches >= 1, got {every!r}")
         self.folder, self.every, self.metric, self.mode = Path(folder), every, metric, mode
-        self.handle_signals = handle_signals
+        self.handle_signals, self.meta = handle_signals, meta
         self.best: float | None = None
         self.saved: list[tuple[int, str, int]] = []
         self.stop_signal: int | None = None
@@ -91,7 +93,7 @@ class CheckpointCB(Callback):
         rng = self.valid_rng if phase == "valid" else None
         ranks = gather_objects(checkpoint.rank_state(learn, rng)) if is_distributed() else None
         if is_main():
-            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase, ranks, rng))
+            data = checkpoint.to_bytes(checkpoint.capture(learn, epoch, batch, phase, ranks, rng, self.meta))
             if best:
                 checkpoint.save_atomic(data, self.best_path)
             checkpoint.save_atomic(data, self.last_path)
