@@ -8,6 +8,10 @@ export LRLAB_DATA ?= $(SHARED_DATA)
 endif
 export MPLBACKEND ?= Agg
 export NO_MKDOCS_2_WARNING ?= 1
+# `make test` is the quick suite; tests marked slow (long real training: accuracy claims, faults through whole
+# runs, bf16, Ray, torch.distributed) run as well in CI (CI=true) and with `make test SUITE=all`.
+SUITE ?= $(if $(filter true,$(CI)),all,quick)
+MARKS := $(if $(filter quick,$(SUITE)),-m "not slow",)
 
 .PHONY: run test lint format clean bench docs
 
@@ -25,7 +29,7 @@ test: $(BIN)/.installed
 	$(BIN)/ruff format --check lrlab tests benchmarks examples
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
-	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15 $(MARKS) $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lrlab tests benchmarks examples

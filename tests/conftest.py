@@ -13,6 +13,13 @@ from lrlab.data import DataLoader, DataLoaders, Dataset, find_dir
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+# Under pytest-xdist the workers share the cores: each (and every process it starts) gets its part, so two
+# workers do not fight over the same two cores, and results do not depend on how many workers run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    os.environ["OMP_NUM_THREADS"] = _threads
+    torch.set_num_threads(int(_threads))
+
 
 def require(condition: bool, why: str) -> None:
     """Skip locally when a dependency is missing, but fail in CI so it cannot go green by skipping."""
@@ -48,3 +55,12 @@ def tiny_dls(n: int = 64, bs: int = 16, n_classes: int = 10, seed: int = 0) -> D
 
 def tiny_model(n_classes: int = 10) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, n_classes))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say so when the quick suite left the slow tests out (CI and `make test SUITE=all` run them)."""
+    if config.getoption("markexpr") == "not slow":
+        terminalreporter.write_line(
+            "quick suite: the tests marked slow (long real training, faults through whole runs) were left out; "
+            "`make test SUITE=all` runs them, and CI (CI=true) always does"
+        )

@@ -140,6 +140,7 @@ def bench_cli(out, *extra):
 
 
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+@pytest.mark.slow
 def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is_the_files(jobs, tmp_path):
     proc = subprocess.Popen(bench_cli(tmp_path, *jobs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -198,6 +199,7 @@ def _same_run(record: dict) -> dict:
     return {**{k: v for k, v in record.items() if k not in timings}, "history": history, "evals": evals}
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_each_run_the_result_it_has_alone_at_the_same_thread_count(tmp_path):
     args = (["linear", "regression"], ["constant@1e-3", "wsd@3e-3"], 2)
     threads = torch.get_num_threads()
@@ -225,6 +227,7 @@ def _ray_workers_running_a_run() -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_grid_on_local_ray_survives_a_killed_worker_and_its_rerun_equals_the_serial_grid(tmp_path):
     def cli(out, *extra):
         return [sys.executable, "-m", "lrlab", "bench", "--workloads", "linear,regression", "--configs",

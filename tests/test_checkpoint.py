@@ -136,6 +136,7 @@ def test_divergence_guard_names_epoch_and_batch_and_keeps_the_last_good_state(tm
         Learner(tiny_model(), tiny_dls(n=320, bs=16), lr=50.0, cbs=[guard], opt_func=torch.optim.SGD).fit(5)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_completes(data_dir, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "LRLAB_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"}

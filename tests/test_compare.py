@@ -77,6 +77,7 @@ def test_cli_compare(data_dir, tmp_path, capsys):
     assert "| autoanneal |" in out and (tmp_path / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_schedule_free_evaluates_at_averaged_weights_with_recomputed_bn(data_dir):
     """The same Schedule-Free run three ways: with ScheduleFreeCB (averaged weights, BatchNorm statistics
     recomputed for them), without the BN recompute, and with the eval switch forgotten (the training

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from lrlab.data import DataLoader, Dataset
@@ -32,6 +33,7 @@ def test_sharded_loader_gives_every_rank_the_same_steps_and_disjoint_examples():
     assert sorted(torch.cat([y for dl in valid for _, y in dl]).tolist()) == list(range(103))
 
 
+@pytest.mark.slow
 def test_lrlab_fit_nproc_2(data_dir, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "LRLAB_DATA": str(data_dir)}
@@ -52,6 +54,7 @@ def test_lrlab_fit_nproc_2(data_dir, tmp_path):
     lesson_cnn().load_state_dict(checkpoint.load(run)["model"])  # a distributed checkpoint loads in one process
 
 
+@pytest.mark.slow
 def test_a_two_process_run_interrupted_resumes_exactly_on_two_and_refuses_one(data_dir, tmp_path):
     from tests.test_faults_cli import finish, lrlab, same_run, stop_when
 
@@ -79,6 +82,7 @@ def test_a_rank_raising_in_a_callback_brings_the_run_down(capsys, monkeypatch):
     assert "training process 1 failed" in err and "boom in a callback on rank 1" in err
 
 
+@pytest.mark.slow
 def test_a_rank_that_stops_answering_is_cut_off_by_the_timeout(capsys, monkeypatch):
     monkeypatch.setenv("LRLAB_DIST_TIMEOUT", "5")
     from tests.dist_workers import misbehaving_fit

@@ -68,6 +68,7 @@ def same_run(full: Path, run: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.slow
 def test_two_interruptions_in_one_epoch_resume_exactly(sig, data_dir, tmp_path):
     options = ["--epochs", "3", "--checkpoint-every", "1", *SMALL]
     full, run = tmp_path / "full", tmp_path / "run"
@@ -84,6 +85,7 @@ def test_two_interruptions_in_one_epoch_resume_exactly(sig, data_dir, tmp_path):
     assert "test accuracy" in out
 
 
+@pytest.mark.slow
 def test_runs_started_together_never_share_a_folder(data_dir, tmp_path):
     tiny = ["--epochs", "1", "--n-train", "1024", "--n-valid", "200", "--no-progress"]
     procs = [
@@ -103,6 +105,7 @@ def test_runs_started_together_never_share_a_folder(data_dir, tmp_path):
     assert "in use by another lrlab process" in results[1][1] or "already holds a run" in results[1][1]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_never_replaced_or_changed(data_dir, tmp_path):
     run = tmp_path / "run"
     tiny = ["--epochs", "1", "--n-train", "1024", "--n-valid", "200", "--no-progress"]
@@ -160,6 +163,7 @@ def small_disk(folder: Path, kib: int):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resumes_exactly(data_dir, tmp_path):
     options = ["--epochs", "2", "--n-train", "2048", "--n-valid", "500", "--no-progress"]
     full, copy = tmp_path / "full", tmp_path / "copy"
@@ -179,6 +183,7 @@ def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resumes_exactly(data_
     same_run(full, copy)
 
 
+@pytest.mark.slow
 def test_lab_export_keeps_the_previous_workbook_on_a_full_disk_or_ctrl_c(tmp_path):
     with small_disk(tmp_path / "disk", 1000) as disk:
         book = disk / "graddesc.xlsx"

@@ -102,6 +102,7 @@ def test_lr_find_on_a_lightning_module_restores_it():
     assert 1e-4 < found.suggestion < 1.0 and len(found.lrs) > 10
 
 
+@pytest.mark.slow
 def test_autolr_as_a_lightning_callback_searches_from_the_default(tmp_path):
     module = TabularModule(lr=1e-3)
     auto, recorder = AutoLRCallback(every=8), HyperRecorderCallback()
@@ -115,6 +116,7 @@ def test_autolr_as_a_lightning_callback_searches_from_the_default(tmp_path):
     assert recorder.recorder["lr"][-1] < done[0]["lr"] * 0.1
 
 
+@pytest.mark.slow
 def test_autolr_callback_validates_and_hands_over_the_weights_average(tmp_path):
     module = TabularModule(lr=1e-3)
     auto = AutoLRCallback(average=0.5, max_search=20)  # searching for at most 20 of the 24 steps of epoch 0

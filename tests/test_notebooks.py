@@ -23,6 +23,7 @@ def test_there_are_six_notebooks_with_outputs_stripped():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.slow
 def test_notebook_runs(path: Path, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LRLAB_FAST", "1")
     monkeypatch.setenv("LRLAB_DATA", str(data_dir))

@@ -277,6 +277,7 @@ def test_lr_zero_is_allowed_and_moves_nothing():
     assert torch.equal(p.detach(), torch.ones(2)) and math.isfinite(opt.state[p]["exp_avg"].sum().item())
 
 
+@pytest.mark.slow
 def test_compiled_path_equals_torch_and_never_recompiles_on_lr_change():
     """compile=True: the pure rule under torch.compile (one compile, then schedulers change lr freely)."""
     import torch._dynamo

@@ -150,6 +150,7 @@ def test_they_are_registered():
     ],
     ids=["muon", "ademamix", "schedulefree_adamw"],
 )
+@pytest.mark.slow
 def test_each_trains_the_lesson_cnn_above_088_in_3_epochs(opt_func, lr, schedule_free, data_dir):
     from lrlab.data import get_dls
 

@@ -81,6 +81,7 @@ def test_they_are_registered_and_refuse_compile():
 
 @pytest.mark.parametrize("opt_func, lr", [(NAdam, 2e-2), (RAdam, 2e-2), (partial(Lion, betas=(0.95, 0.98)), 3e-3)],
                          ids=["nadam", "radam", "lion"])  # fmt: skip
+@pytest.mark.slow
 def test_each_trains_the_lesson_cnn_above_088_in_3_epochs(opt_func, lr, data_dir):
     from lrlab.data import get_dls
 

@@ -28,6 +28,7 @@ def test_model_family():
         get_model("vgg")
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_as_well_as_fp32(data_dir):
     """Same seed, data order and epochs; only the arithmetic differs."""
     dls = get_dls(256, data_dir=data_dir)
@@ -159,6 +160,7 @@ def test_step_limit_stops_in_the_middle_of_an_epoch():
 
 
 @pytest.mark.parametrize("compile_model", [False, True])
+@pytest.mark.slow
 def test_speedrun_plans_within_its_budget_by_its_clock(data_dir, compile_model):
     """Each read of the clock costs 0.02 s: one per timed batch and per trained batch, so the plan, the deadline
     and the report follow the rule whatever else the machine does."""
@@ -171,6 +173,7 @@ def test_speedrun_plans_within_its_budget_by_its_clock(data_dir, compile_model):
         speedrun(61)
 
 
+@pytest.mark.slow
 def test_cli_fit_with_speed_options(data_dir, tmp_path, capsys):
     args = ["fit", "--model", "resnet-small", "--bf16", "--augment", "--tta", "--label-smoothing", "0.1",
             "--epochs", "1", "--n-train", "2048", "--n-valid", "500", "--lr", "0.01"]  # fmt: skip

@@ -23,10 +23,13 @@ def no_hooks(model):
 
 
 def test_dead_units_tell_a_bad_model_from_a_good_one(data_dir):
-    """No BatchNorm and a too-high constant lr kills units; the lesson CNN with one-cycle keeps them alive."""
+    """No BatchNorm and a too-high constant lr kills units; the lesson CNN with one-cycle keeps them alive.
+
+    Measured with 1 and 2 torch threads: the bad run's mean dead fraction 0.34 / 0.32 at lr 0.3 (at 0.1: 0.19 / 0.21,
+    too near the line for a suite whose workers may run one thread each)."""
     dls = get_dls(256, data_dir=data_dir, n_train=10240, n_valid=1000)
     runs = {}
-    for name, norm, lr in (("bad", False, 0.1), ("good", True, 6e-2)):
+    for name, norm, lr in (("bad", False, 0.3), ("good", True, 6e-2)):
         torch.manual_seed(0)
         dls.train.epoch = 0
         stats = ActivationStats()

@@ -16,6 +16,7 @@ from lrlab.train.callbacks.schedule import BatchSchedCB
 from lrlab.train.learner import Learner
 
 
+@pytest.mark.slow
 def test_lrlab_fit_defaults_reach_the_lessons_accuracy(data_dir, tmp_path, capsys):
     """`lrlab fit` (lrlab Adam, one-cycle at 6e-2, bs 256, 5 epochs) on the real test set."""
     assert main(["fit", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]) == 0
@@ -28,6 +29,7 @@ def test_lrlab_fit_defaults_reach_the_lessons_accuracy(data_dir, tmp_path, capsy
     assert "test accuracy" in out and "valid acc" in out
 
 
+@pytest.mark.slow
 def test_torch_adamw_through_the_learner_matches(data_dir):
     """The same recipe with torch.optim.AdamW: lrlab's Learner is not tied to its own optimizers."""
     torch.manual_seed(0)
@@ -46,6 +48,7 @@ def test_each_optimizer_trains_from_the_cli(opt, lr, data_dir, tmp_path):
     assert acc > 0.70, f"{opt} reached only {acc}"
 
 
+@pytest.mark.slow
 def test_lr_find_suggestion_trains_to_090_with_one_cycle(data_dir):
     from lrlab.optim import Adam
     from lrlab.train.callbacks.lr_finder import lr_find
@@ -62,6 +65,7 @@ def test_lr_find_suggestion_trains_to_090_with_one_cycle(data_dir):
 
 
 @pytest.mark.parametrize("step", ["batch", "epoch"])
+@pytest.mark.slow
 def test_cosine_per_batch_and_per_epoch_train_the_cnn(step, data_dir):
     """The lesson: 3 epochs of cosine reach about 0.883 (per batch) / 0.887 (per epoch).
 

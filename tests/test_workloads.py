@@ -22,11 +22,13 @@ SHORT_RUNS = [
     ("mnist1d", "constant@3e-3", 5, lambda final, base: final > base + 0.6),
     ("fmnist-mlp", "constant@3e-3", 1, lambda final, base: final > 0.8),
     ("fmnist-cnn", "constant@3e-3", 1, lambda final, base: final > 0.8),
-    ("fmnist-resnet", "constant@3e-3", 1, lambda final, base: final > 0.8),
+    pytest.param("fmnist-resnet", "constant@3e-3", 1, lambda final, base: final > 0.8, marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("name, config, epochs, good", SHORT_RUNS, ids=[r[0] for r in SHORT_RUNS])
+@pytest.mark.parametrize(
+    "name, config, epochs, good", SHORT_RUNS, ids=[r.values[0] if hasattr(r, "values") else r[0] for r in SHORT_RUNS]
+)
 def test_each_workload_beats_its_trivial_baseline(name, config, epochs, good, data_dir, monkeypatch):
     monkeypatch.setenv("LRLAB_DATA", str(data_dir))
     workload = get_workload(name)
@@ -35,6 +37,7 @@ def test_each_workload_beats_its_trivial_baseline(name, config, epochs, good, da
     assert not record["diverged"] and good(record["final"], baseline), (record["final"], baseline)
 
 
+@pytest.mark.slow
 def test_the_language_model_beats_unigram_frequencies():
     require(FORTUNES_DIR.is_dir(), "Debian's fortunes package is not installed (apt-get install fortunes)")
     workload = get_workload("charlm")
