@@ -58,7 +58,12 @@ def tiny_model(n_classes: int = 10) -> torch.nn.Module:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """Say so when the quick suite left the slow tests out (CI and `make test SUITE=all` run them)."""
+    """Print what the CLI fuzz test ran, and say so when the quick suite left the slow tests out (CI and
+    `make test SUITE=all` run them)."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "fuzz":  # the fuzz test's budget and count (from any xdist worker)
+                terminalreporter.write_line(str(value))
     if config.getoption("markexpr") == "not slow":
         terminalreporter.write_line(
             "quick suite: the tests marked slow (long real training, faults through whole runs) were left out; "

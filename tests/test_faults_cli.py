@@ -235,6 +235,9 @@ BAD_INPUT = {
     "repeated-config": (["compare", "--configs", "onecycle,onecycle"], "named more than once"),
     "resume-nothing": (["fit", "--resume", "no/such/run"], "not a run folder"),
     "endless-data": (["lab", "basic", "--data", "/dev/zero"], "the CSV /dev/zero is over 16 MB"),
+    # found by the CLI fuzz test (tests/test_cli_fuzz.py), kept as plain examples
+    "sched-lr-key": (["sched-plot", "onecycle", "--opt", "lr=0"], "OneCycleLR takes no 'lr'; its arguments: max_lr"),
+    "constant-args": (["sched-plot", "constant", "--opt", "lr=0"], "constant holds the lr and takes no arguments"),
 }
 
 
@@ -281,6 +284,8 @@ PARSER_BOUNDS = {
     "negative-smoothing": ["fit", "--label-smoothing", "-1"],
     "sched-steps": ["sched-plot", "cosine", "--steps", "100000000"],
     "compare-cap": ["lab", "compare", "--cap", "1000000000"],
+    "compare-seeds": ["compare", "--seeds", "100000000000"],  # found by the fuzz test: a MemoryError before
+    "bench-seeds": ["bench", "--seeds", "100000000000"],
 }
 
 

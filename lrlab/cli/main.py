@@ -297,7 +297,7 @@ def add_lab_and_grid_parsers(sub) -> None:
     cmp = sub.add_parser("compare", help="a grid of lr strategies x seeds on Fashion-MNIST, with a report")
     cmp.add_argument("--preset", default="lesson", choices=["lesson"])
     cmp.add_argument("--configs", default=None, help="comma-separated config names instead of the preset")
-    cmp.add_argument("--seeds", type=positive_int, default=3)
+    cmp.add_argument("--seeds", type=bounded_int(1000), default=3)
     cmp.add_argument("--epochs", type=positive_int, default=5)
     cmp.add_argument("--bs", type=positive_int, default=256)
     cmp.add_argument("--n-train", type=positive_int, default=None)
@@ -309,7 +309,7 @@ def add_lab_and_grid_parsers(sub) -> None:
     bench = sub.add_parser("bench", help="configs x workloads x seeds, one file per run, a report with a profile")
     bench.add_argument("--workloads", default="all", help="comma-separated workload names, or all")
     bench.add_argument("--configs", default="baselines", help="comma-separated family@setting, or baselines")
-    bench.add_argument("--seeds", type=positive_int, default=3)
+    bench.add_argument("--seeds", type=bounded_int(1000), default=3)
     bench.add_argument("--shard", default="1/1", help="run only part i of n of the grid (i/n)")
     bench.add_argument("--jobs", type=bounded_int(64), default=1,
                        help="runs at once, each in its own process with the cores split between them")  # fmt: skip

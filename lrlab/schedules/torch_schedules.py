@@ -71,13 +71,15 @@ def available_schedulers() -> list[str]:
 PRESETS = ("onecycle", "cosine", "constant", "plateau", "wsd", "phased")
 
 
-def sched_func(name: str, lr: float, **kwargs) -> tuple[SchedFunc | None, str]:
+def sched_func(name: str, lr: float, /, **kwargs) -> tuple[SchedFunc | None, str]:
     """A scheduler factory for a preset or any lr_scheduler class name, and its natural step ('batch'/'epoch').
 
     Raises:
         ValueError: an unknown name, an argument the scheduler does not take, a required one left out, or a
             scheduler that needs Python objects (LambdaLR, SequentialLR, ...)."""
     if name == "constant":
+        if kwargs:
+            raise ValueError(f"constant holds the lr and takes no arguments, got {', '.join(sorted(kwargs))}")
         return None, "batch"
     presets = {"onecycle": (lr_scheduler.OneCycleLR, "batch"), "cosine": (lr_scheduler.CosineAnnealingLR, "batch"),
                "plateau": (lr_scheduler.ReduceLROnPlateau, "epoch"), "wsd": (WarmupStableDecay, "batch"),
