@@ -204,13 +204,14 @@ def test_applied_hypers_of_each_optimizer_family():
         "lr": 0.1, "momentum": 0.9, "weight_decay": 0.5, "dampening": 0.0}  # fmt: skip
 
 
-def test_autolr_finds_its_lr_from_the_default_and_trains():
+def test_autolr_finds_its_lr_from_its_own_start_and_trains():
     dls = tabular_dls()
     model = mlp()
-    opt = Adam(model.parameters())  # the optimizer's default lr: nothing chosen
+    opt = Adam(model.parameters())  # the optimizer's default lr: nothing chosen (AutoLR starts at 1e-4)
     auto = AutoLR(opt, every=8)
+    assert auto.lr == 1e-4
     dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
-    for _ in range(4):
+    for _ in range(6):
         train_epoch(model, opt, dls.train, auto)
         auto.epoch_end()
     done = [e for e in auto.events if e["event"] == "search done"]
@@ -221,7 +222,7 @@ def test_autolr_finds_its_lr_from_the_default_and_trains():
     default = mlp()  # the same optimizer left at its default lr
     default_opt = Adam(default.parameters())
     dls.train.load_state_dict({"seed": 1, "epoch": 0, "skip": 0})
-    for _ in range(4):
+    for _ in range(6):
         train_epoch(default, default_opt, dls.train)
     assert accuracy(model, dls.valid) > accuracy(default, dls.valid) + 0.01
 

@@ -36,12 +36,14 @@ def test_short_grid_runs_every_preset_config_and_reports_divergence(small_dls, t
     boom = Config("boom", "SGD at lr 1e6 (diverges)", opt_func=partial(SGD), lr=1e6)
     configs = [*get_configs(PRESETS["lesson"]), CONFIGS["autolr"], boom, CONFIGS["dadapt"]]
     lines = []
-    results = run_grid(configs, [0], 1, make(small_dls), lesson_cnn, log=lines.append)
+    with pytest.warns(UserWarning, match="AutoLR: a run of 12 steps is too short to search an lr"):
+        results = run_grid(configs, [0], 1, make(small_dls), lesson_cnn, log=lines.append)
     assert len(results) == len(configs) and len(lines) == len(configs)
     by_name = {r["config"]: r for r in results}
     assert by_name["boom"]["diverged"] and by_name["boom"]["test_acc"] is None
-    for name in [*PRESETS["lesson"], "autolr"]:
+    for name in PRESETS["lesson"]:
         assert not by_name[name]["diverged"] and by_name[name]["test_acc"] > 0.3, name
+    assert not by_name["autolr"]["diverged"]  # 12 steps: too few to search, and it says so (above)
     assert by_name["onecycle"]["lr"] != "find" and 1e-4 < by_name["onecycle"]["lr"] < 1
     assert "diverged" in lines[-2]
     report = write_report(results, tmp_path, "test grid", "short")

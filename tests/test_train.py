@@ -83,24 +83,24 @@ def test_cosine_per_batch_and_per_epoch_train_the_cnn(step, data_dir):
 
 
 def test_lrlab_fit_auto_needs_no_lr_and_records_its_decisions(data_dir, tmp_path, capsys):
-    """`lrlab fit --auto`: AutoLR's search starts at 1e-3 (no --lr given), finds its lr, holds, decays; the
+    """`lrlab fit --auto`: AutoLR's search starts at its own 1e-4 (no --lr), finds its lr, holds, decays; the
     run folder has its search and decisions as data (autolr.json) and as a picture (autolr.png)."""
     args = ["fit", "--auto", "--epochs", "2", "--n-train", "20000", "--n-valid", "5000", "--no-progress"]
     assert main([*args, "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
-    assert config["sched"] == "autolr" and config["lr"] == 1e-3 and config["auto"] is True
+    assert config["sched"] == "autolr" and config["lr"] == 1e-4 and config["auto"] is True
     record = json.loads((run / "autolr.json").read_text())
-    assert record["start_lr"] == pytest.approx(1e-3)
-    assert 1e-3 < record["found_lr"] < 1.0 and 10 < record["search_steps"] <= 150
+    assert record["start_lr"] == pytest.approx(1e-4)
+    assert 1e-3 < record["found_lr"] < 1.0 and 10 < record["search_steps"] <= 100  # 158 steps: grow 1.23
     assert [e["event"] for e in record["events"]][:1] == ["search done"]
-    assert record["settings"] == {"budget": True, "average": 0.2}
+    assert record["settings"] == {"budget": True, "average": 0.2, "keep_best": True}
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["autolr"]["found_lr"] == record["found_lr"]
     assert summary["test_accuracy"] >= 0.85, out
     assert (run / "autolr.png").stat().st_size > 10_000
-    assert f"found lr {record['found_lr']:.3g}" in out and "AutoLR (search from lr 0.001)" in out
+    assert f"found lr {record['found_lr']:.3g}" in out and "AutoLR (search from lr 0.0001)" in out
 
 
 @pytest.mark.parametrize(
@@ -108,6 +108,7 @@ def test_lrlab_fit_auto_needs_no_lr_and_records_its_decisions(data_dir, tmp_path
     [
         (["--sched", "cosine"], "--auto lets AutoLR set the lr, so it takes no --sched (got --sched cosine)"),
         (["--sched-step", "epoch"], "--sched-step epoch does not apply to AutoLR: it steps every batch"),
+        (["--lr", "0.01"], "--auto searches its own lr, whatever --lr says (got --lr 0.01): leave --lr out"),
         (["--sched-arg", "grow=0.5"], "--auto with --sched-arg grow=0.5: grow must be > 1, got 0.5"),
         (["--sched-arg", "colour=1"], "--auto with --sched-arg colour=1: AutoLR.__init__() got an unexpected"),
     ],

@@ -35,12 +35,13 @@ from lrlab.optim.registry import lesson_opt_func, lrfree_opt_func
 from lrlab.train.callbacks import MetricsCB
 from lrlab.train.callbacks.anneal import AutoAnnealCB, AutoLRCB
 from lrlab.train.callbacks.checkpoint import Diverged, DivergenceGuardCB
-from lrlab.train.callbacks.evaluate import StepEvalCB, steps_between_evals
+from lrlab.train.callbacks.evaluate import StepEvalCB, steps_between_evals, validate
 from lrlab.train.callbacks.lr_finder import lr_find
 from lrlab.train.callbacks.lrfree import ScheduleFreeCB
 from lrlab.train.callbacks.recorder import RecorderCB, lr_of
 from lrlab.train.callbacks.schedule import BatchSchedCB, EpochSchedCB
 from lrlab.train.learner import Callback, Learner
+from lrlab.tuning.auto_lr import AutoLRError
 
 LR_GRID = ("1e-3", "3e-3", "1e-2", "3e-2")  # the "small lr grid per workload" every schedule family is tuned on
 
@@ -175,20 +176,23 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     try:
         guard = [] if config.family.startswith("autolr") else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
         learn.fit(epochs, lr=lr, cbs=[*cbs, *guard])
-        diverged = False
-    except Diverged:
-        diverged = True
+        diverged, why = False, None
+    except (Diverged, AutoLRError) as e:
+        diverged, why = True, f"{type(e).__name__}: {e}"
     history = metrics.history
     last = history[-1] if history else {}
     final = workload.score(last.get("valid_loss", math.nan), last.get("valid_acc"))
+    anneal = next((cb for cb in cbs if isinstance(cb, (AutoAnnealCB, AutoLRCB))), None)
+    if not diverged and getattr(anneal, "restored", None):  # the fit handed over its best-validated weights
+        final = workload.score(*validate(learn.model, dls.valid, workload.loss_func, workload.metric == "accuracy"))
     diverged = diverged or len(history) < epochs or not math.isfinite(final)
     to_target = steps_to_target(workload, history, len(dls.train), evals.history)
-    anneal = next((cb for cb in cbs if isinstance(cb, (AutoAnnealCB, AutoLRCB))), None)
     return {"workload": workload.name, "config": config.name, "seed": seed, "epochs": epochs, "lr": lr,
             "metric": workload.metric, "final": None if diverged else final, "diverged": diverged,
             "steps_to_target": to_target[0], "seconds_to_target": to_target[1], "steps": n_steps,
             "wall": time.perf_counter() - start, "history": history, "evals": evals.history, "lrs": recorder.recs["lr"],
-            "decisions": anneal.decisions if anneal else [], "events": getattr(anneal, "events", [])}  # fmt: skip
+            "decisions": anneal.decisions if anneal else [], "events": getattr(anneal, "events", []),
+            "stopped": why}  # fmt: skip
 
 
 def run_path(out: Path, workload: str, config: str, seed: int) -> Path:

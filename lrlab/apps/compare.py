@@ -25,6 +25,7 @@ from lrlab.train.callbacks.lrfree import ScheduleFreeCB
 from lrlab.train.callbacks.recorder import RecorderCB, lr_of
 from lrlab.train.callbacks.schedule import BatchSchedCB, EpochSchedCB
 from lrlab.train.learner import Callback, Learner
+from lrlab.tuning.auto_lr import AutoLRError
 
 ADAM = lesson_opt_func("adam")
 
@@ -58,7 +59,7 @@ CONFIGS: dict[str, Config] = {
                make_cbs=lambda lr: [EpochSchedCB(partial(lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.25))]),
         Config("autoanneal", "Adam 6e-2, AutoAnnealCB with its defaults (the workbook's rule)", lr=6e-2,
                make_cbs=auto_anneal_defaults),
-        Config("autolr", "Adam, AutoLRCB with its defaults (no lr: its search starts at 1e-3)", lr=1e-3,
+        Config("autolr", "Adam, AutoLRCB with its defaults (no lr: its search starts at its own 1e-4)", lr=1e-3,
                make_cbs=lambda lr: [AutoLRCB()]),
         Config("prodigy", "Prodigy (lr 1, learning-rate-free)", opt_func=None, lr=1.0),
         Config("schedulefree", "Schedule-Free AdamW (lr 2.5e-3, its default; 5% warm-up)", opt_func=None, lr=2.5e-3,
@@ -104,7 +105,7 @@ def run_one(config: Config, seed: int, epochs: int, make_dls: Callable, make_mod
     try:
         learn.fit(epochs, lr=lr, cbs=[*cbs, DivergenceGuardCB()])
         diverged = False
-    except Diverged:
+    except (Diverged, AutoLRError):
         diverged = True
     wall = time.perf_counter() - start
     hist = metrics.history

@@ -112,23 +112,38 @@ def fit_command(args: argparse.Namespace) -> int:
 
 
 DEFAULT_LR = 6e-2  # the lesson's one-cycle peak
-AUTO_START_LR = 1e-3  # where AutoLR's search starts when no --lr is given: the start the suite measured
 
 
 def resolve_schedule(args: argparse.Namespace) -> None:
-    """--auto is --sched autolr (AutoLR sets the lr: no --lr to choose); without --lr, a run starts at the
-    lesson's 6e-2, or AutoLR's search at 1e-3.
+    """--auto is --sched autolr (AutoLR sets the lr: no --lr to choose, its search starts at its own start_lr,
+    1e-4, or --sched-arg start_lr=X); without --lr, any other run starts at the lesson's 6e-2.
 
     Raises:
-        ValueError: --auto with another --sched, or --sched-step with AutoLR (it steps every batch)."""
+        ValueError: --auto with another --sched or with --lr, or --sched-step with AutoLR (it steps every batch)."""
     if args.auto and args.sched not in (None, "autolr"):
         raise ValueError(f"--auto lets AutoLR set the lr, so it takes no --sched (got --sched {args.sched})")
     args.sched = "autolr" if args.auto else args.sched or "onecycle"
     args.auto = args.sched == "autolr"
     if args.auto and args.sched_step:
         raise ValueError(f"--sched-step {args.sched_step} does not apply to AutoLR: it steps every batch")
+    if args.auto and "lr" in getattr(args, "given", ()):
+        raise ValueError(f"--auto searches its own lr, whatever --lr says (got --lr {args.lr:g}): leave --lr out "
+                         "(to move where the search starts: --sched-arg start_lr=X)")  # fmt: skip
     if args.lr is None:
-        args.lr = AUTO_START_LR if args.auto else DEFAULT_LR
+        args.lr = auto_start(args.sched_arg) if args.auto else DEFAULT_LR
+
+
+def auto_start(sched_args: list[str]) -> float:
+    """Where AutoLR's search starts: --sched-arg start_lr=X, else AutoLR's own default (1e-4)."""
+    import inspect
+
+    from lrlab.tuning.auto_lr import AutoLR
+
+    given = dict(arg.partition("=")[::2] for arg in sched_args)
+    try:
+        return float(given["start_lr"])
+    except (KeyError, ValueError):  # AutoLRCB refuses a bad value with its own message, later
+        return inspect.signature(AutoLR).parameters["start_lr"].default
 
 
 def resumed_options(args: argparse.Namespace) -> tuple[argparse.Namespace, bool]:
@@ -389,6 +404,7 @@ def fit_or_stop(learn, epochs: int, resume_from: Path | None, run_dir: Path) -> 
     """Fit; None when it ran to its end, else the exit status after saying why it stopped and how to go on."""
     from lrlab.train.callbacks import Diverged, TrainingInterrupted
     from lrlab.train.distributed import is_main
+    from lrlab.tuning.auto_lr import AutoLRError
 
     last = run_dir / "last.pt"
     try:
@@ -397,7 +413,7 @@ def fit_or_stop(learn, epochs: int, resume_from: Path | None, run_dir: Path) -> 
         if is_main():
             print(f"\nlrlab: {e}\nresume with: lrlab fit --resume {run_dir}", file=sys.stderr)
         return 128 + e.signum
-    except Diverged as e:
+    except (Diverged, AutoLRError) as e:
         print(f"lrlab: diverged: {e}; {last_good(last)}", file=sys.stderr)
         return 3
     except OSError as e:  # a full disk, a folder gone read-only: the checkpoint before it is intact

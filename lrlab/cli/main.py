@@ -223,8 +223,8 @@ def add_fit_parser(sub) -> None:
     fit.add_argument("--epochs", type=positive_int, default=5)
     fit.add_argument("--bs", "--batch-size", dest="bs", type=positive_int, default=256)
     fit.add_argument("--lr", type=positive_float, default=None,
-                     help="learning rate (the peak for one-cycle; default 0.06); with --auto, where the search starts "
-                          "(default 1e-3)")  # fmt: skip
+                     help="learning rate (the peak for one-cycle; default 0.06); not with --auto: AutoLR searches "
+                          "its own")  # fmt: skip
     fit.add_argument(
         "--auto",
         action="store_true",

@@ -3,9 +3,11 @@
 Three parts, all driven by `step(loss)` after each optimizer step, in any loop (it watches the optimizer
 through torch's hooks, as AutoAnneal does; knows no Learner):
 
-1. **Search** (no lr to choose): from the optimizer's own lr (its default), the lr grows by `grow` each step
-   while training goes on, an lr range test that does not waste its steps. It stops when the smoothed loss
-   rises `rise` above its best, or is non-finite, or after `max_search` steps; the weights and optimizer
+1. **Search** (no lr to choose): from `start_lr` (1e-4), whatever lr the optimizer was built with, the lr
+   grows by `grow` each step while training goes on (starting from the optimizer's lr made the result depend
+   on it: up to 3 accuracy points between 1e-3 and 1e-2), an lr range test that does not waste its steps.
+   It stops when the smoothed loss rises `rise` above its best, or is non-finite, or after `max_search`
+   steps; the weights and optimizer
    state go back to a snapshot taken at least LAG steps before the smoothed loss's best (the smoothed loss
    trails the raw one, so at its best the damage has begun: on charlm, going back to the best itself cost
    3% in bits/char), and the lr is set to the lr of the best smoothed loss divided by `margin`.
@@ -15,8 +17,13 @@ through torch's hooks, as AutoAnneal does; knows no Learner):
    of the steps (warm-up-stable-decay with the warm-up replaced by the search): the noise rule anneals too
    early. `decay` was chosen on five of the suite's workloads (0.5 over 0.25 by the worst gap to tuned
    one-cycle) and checked on the other two (docs/results/auto-anneal.md).
-3. **Guard** (it cannot diverge): in either phase, a non-finite loss or one `spike` times its moving average
-   restores the last good snapshot (weights and optimizer state) and divides the lr by `factor`.
+3. **Guard** (it cannot diverge): in either phase, a non-finite loss or a spike (above `spike` x its moving
+   average, above the average plus `noise_z` x the loss's noise, and above `floor` x the loss it started
+   from: lrlab.tuning.loss_watch) ends the search (as a rise does), or later restores the last good snapshot
+   (weights and optimizer state) and divides the lr by `factor`, at most `max_restores` times; after that
+   a finite spike is recorded and let pass, and a non-finite loss raises AutoLRError (the lr is no longer
+   the cause). So do a non-finite loss at the starting weights, a step past `total_steps`, and an lr that
+   something else changed (a scheduler, a second AutoLR).
 4. **Average** (optional, `average`): after the search it keeps a moving average of the weights whose window
    is `average` x the steps since the search, scaled by lr / peak (so it shrinks to the live weights as the
    decay ends). `use_average()` puts it into the parameters for evaluation, `use_live()` takes the trained
@@ -31,20 +38,31 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import torch
 
 from lrlab.tuning.auto_anneal import AutoAnneal
+from lrlab.tuning.loss_watch import LossWatch
+
+
+class AutoLRError(RuntimeError):
+    """AutoLR cannot help: the loss is not finite whatever the lr, the run is longer than it was told, or
+    something else sets the lr too."""
 
 
 class AutoLR:
     """Find a starting lr, anneal it from training statistics, and restore the last good state on a spike.
 
     Args:
-        optimizer: any torch.optim.Optimizer; its current lr is where the search starts.
-        grow: the lr's factor per search step; rise: the smoothed loss's rise over its best that ends the
-            search; margin: the found lr is the best-loss lr / margin; max_search: the most search steps.
-        spike: a loss above spike x its moving average is a divergence; factor: the lr divisor after one.
+        optimizer: any torch.optim.Optimizer; its lr is replaced by start_lr.
+        start_lr: where the search starts, whatever the optimizer's lr. grow: the lr's factor per search step
+            (raised on a run shorter than ~345 steps so that 1e-4..10 fits in 35% of it);
+            rise: the smoothed loss's rise over its best that ends the search; margin: the found lr is the
+            best-loss lr / margin; max_search: the most search steps.
+        spike, noise_z, floor: a loss above spike x its moving average, above the average + noise_z x its mean
+            absolute deviation and above floor x the starting loss is a divergence; factor: the lr divisor
+            after one; max_restores: the most restores (then finite spikes pass, non-finite losses raise).
         snapshot_every: steps between snapshots of the last good state.
         every, threshold: the annealer's check interval and ratio threshold (see AutoAnneal).
         total_steps: the run's length in steps; given, the lr is held after the search and decays linearly to
@@ -53,16 +71,20 @@ class AutoLR:
             lr / peak; needs total_steps); None: no average.
 
     Raises:
-        ValueError: a setting out of range, named."""
+        ValueError: a setting out of range, named. `step` raises AutoLRError (see above)."""
 
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
+        start_lr: float = 1e-4,
         grow: float = 1.1,
         rise: float = 0.25,
         margin: float = 4.0,
-        max_search: int = 150,
+        max_search: int = 200,
         spike: float = 4.0,
+        noise_z: float = 6.0,
+        floor: float = 0.1,
+        max_restores: int = 4,
         factor: float = 3.0,
         snapshot_every: int = 20,
         every: int = 50,
@@ -75,6 +97,12 @@ class AutoLR:
                                  ("factor", factor, 1.0), ("rise", rise, 0.0)):  # fmt: skip
             if not value > low:
                 raise ValueError(f"{name} must be > {low:g}, got {value!r}")
+        if not (isinstance(start_lr, (int, float)) and 0 < start_lr < math.inf):
+            raise ValueError(f"start_lr must be a positive number, got {start_lr!r}")
+        if isinstance(max_restores, bool) or not isinstance(max_restores, int) or max_restores < 0:
+            raise ValueError(f"max_restores must be an integer >= 0, got {max_restores!r}")
+        self.watch = LossWatch(ratio=spike, noise_z=noise_z, floor=floor)  # checks noise_z and floor
+        self.start_lr, self.max_restores = float(start_lr), max_restores
         for name, value in (("max_search", max_search), ("snapshot_every", snapshot_every), ("every", every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -90,13 +118,20 @@ class AutoLR:
             raise ValueError(f"average must be a fraction in (0, 1] of a known total_steps, got average={average!r}, "
                              f"total_steps={total_steps!r}")  # fmt: skip
         self.total_steps, self.decay, self.peak = total_steps, decay, None
+        if total_steps is not None:  # a short run searches faster: 1e-4 to 10 within SEARCH_SHARE of its steps
+            self.grow = max(grow, self.SEARCH_SPAN ** (1 / max(1.0, self.SEARCH_SHARE * total_steps)))
+            self.max_search = min(max_search, max(1, total_steps // 2))  # leave half the run to hold and decay
+            if total_steps < self.MIN_STEPS:
+                warnings.warn(f"AutoLR: a run of {total_steps} steps is too short to search an lr (it needs "
+                              f"{self.MIN_STEPS} or more); give a fixed lr instead", stacklevel=2)  # fmt: skip
         self.average = average
         self.average_params: list[torch.Tensor] | None = None  # the moving average, from the search's end
         self.average_count = 0  # the steps it has taken in
         self.live_params: list[torch.Tensor] | None = None  # the trained weights while the average is swapped in
         self.phase, self.step_count, self.events = "search", 0, []
         self.history: dict[str, list[float]] = {"lr": [], "loss": []}  # per step: the lr applied, the loss
-        self.avg, self.n_avg = 0.0, 0  # the loss's moving average (bias-corrected)
+        self._set_lr(self.start_lr)
+        self.expected_lr: float | None = self.lr  # what AutoLR set: anything else means another hand on the lr
         self.best_loss, self.best_lr, self.best_step = math.inf, self.lr, 0
         self.recent: list[dict] = []  # the search's last snapshots, every 5 steps
         self.anneal: AutoAnneal | None = None
@@ -116,7 +151,12 @@ class AutoLR:
             group["lr"] = lr
 
     def _smoothed(self) -> float:
-        return self.avg / (1 - 0.9**self.n_avg) if self.n_avg else math.inf
+        return self.watch.mean
+
+    @property
+    def restores(self) -> int:
+        """How many times the guard went back to a snapshot."""
+        return sum(e["event"] == "restore" for e in self.events)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -131,7 +171,7 @@ class AutoLR:
                 p.copy_(saved)
         self.optimizer.load_state_dict(copy.deepcopy(self.snapshot["opt"]))
         self._set_lr(lr)
-        self.avg, self.n_avg = 0.0, 0
+        self.watch.reset()
         if self.average_params is not None:  # it took in the steps that led to the spike: start it again
             self.average_params, self.average_count = [p.detach().clone() for p in self._params()], 0
 
@@ -176,20 +216,33 @@ class AutoLR:
         """After each optimizer step, with that batch's training loss.
 
         Raises:
-            ValueError: no loss (AutoLR needs it to search and to guard)."""
+            ValueError: no loss (AutoLR needs it to search and to guard).
+            AutoLRError: a non-finite loss at the starting weights or after max_restores restores, a step past
+                total_steps, or an lr that something else changed."""
         if loss is None:
             raise ValueError("AutoLR.step needs the batch's loss: step(loss)")
         if self.live_params is not None:
             raise RuntimeError("AutoLR.step: the averaged weights are in the parameters; call use_live() before "
                                "training")  # fmt: skip
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if self.expected_lr is not None and not math.isclose(self.lr, self.expected_lr, rel_tol=1e-9):
+            raise AutoLRError(f"the optimizer's lr is {self.lr:.3g}, not the {self.expected_lr:.3g} AutoLR set: "
+                              "something else changes it (a scheduler, a second AutoLR)")  # fmt: skip
+        if self.total_steps is not None and self.step_count >= self.total_steps:
+            raise AutoLRError(f"step {self.step_count + 1} is past total_steps={self.total_steps}: the decay has "
+                              "ended at lr 0; give AutoLR the run's real length")  # fmt: skip
         self.history["lr"].append(self.lr)
         self.history["loss"].append(value)
         self.step_count += 1
+        try:
+            self._take_in(value)
+        finally:
+            self.expected_lr = self.lr
+
+    def _take_in(self, value: float) -> None:
         if self._diverged(value):
             return
-        self.n_avg += 1
-        self.avg = 0.9 * self.avg + 0.1 * value
+        self.watch.add(value)
         if self.phase == "search":
             self._search_step()
             return
@@ -219,40 +272,57 @@ class AutoLR:
             self.anneal.epoch_end()
 
     def _diverged(self, value: float) -> bool:
-        smoothed = self._smoothed()
-        spiked = self.n_avg > 5 and value > self.spike * smoothed
-        if math.isfinite(value) and not spiked:
+        if not self.watch.is_spike(value):
             return False
-        new_lr = (self.best_lr / self.margin if self.phase == "search" else self.lr) / self.factor
+        smoothed = self._smoothed()
+        if not math.isfinite(value) and self.step_count == 1:
+            raise AutoLRError(f"the loss is {value} at the starting weights, before any update: no lr can fix "
+                              "that; check the data and the model")  # fmt: skip
+        if self.restores >= self.max_restores:
+            if math.isfinite(value):  # the lr is already max_restores cuts down: call it noise, and say so
+                self.events.append({"step": self.step_count, "event": "spike ignored", "loss": value,
+                                    "smoothed": smoothed, "lr": self.lr})  # fmt: skip
+                return True
+            raise AutoLRError(f"the loss is {value} at step {self.step_count} after {self.restores} restores that "
+                              f"each divided the lr by {self.factor:g} (now {self.lr:.3g}): not an lr problem; "
+                              "check the data and the model")  # fmt: skip
+        if self.phase == "search":  # the lr grew past what training takes: the range test's natural end
+            self._end_search("loss spiked" if math.isfinite(value) else "loss not finite")
+            return True
+        new_lr = self.lr / self.factor
         if self.peak is not None:  # a budgeted run lowers its plateau, and its decay follows
             self.peak /= self.factor
         self.events.append({"step": self.step_count, "event": "restore", "phase": self.phase, "loss": value,
                             "smoothed": smoothed, "old_lr": self.lr, "new_lr": new_lr,
                             "to_step": self.snapshot["step"]})  # fmt: skip
         self._restore(new_lr)
-        if self.phase == "search":
-            self._start_annealing(new_lr, "diverged during the search")
         return True
 
+    SEARCH_SPAN, SEARCH_SHARE = 1e5, 0.35  # see __init__: the suite's runs (>= 470 steps) keep grow 1.1
+    MIN_STEPS = 50  # fewer steps cannot settle a moving average, search and hold
     SETTLE = 10  # steps before the moving average is trusted (its first values follow single batches)
     LAG = 10  # steps the smoothed loss trails the raw one (an EMA of 0.9): where it is best, damage has begun
 
     def _search_step(self) -> None:
         smoothed = self._smoothed()
-        if self.n_avg >= self.SETTLE and smoothed < self.best_loss:
+        if self.watch.n >= self.SETTLE and smoothed < self.best_loss:
             self.best_loss, self.best_lr, self.best_step = smoothed, self.lr, self.step_count
         if self.step_count % 5 == 0:  # the snapshot to go back to: the last one LAG steps before the best
             self.recent = [*self.recent[-3:], self._take_snapshot()]
             before_best = [snap for snap in self.recent if snap["step"] <= self.best_step - self.LAG]
             if before_best:
                 self.snapshot = before_best[-1]
-        worse = self.n_avg >= 2 * self.SETTLE and smoothed > (1 + self.rise) * self.best_loss
+        worse = self.watch.n >= 2 * self.SETTLE and smoothed > (1 + self.rise) * self.best_loss
         if worse or self.step_count >= self.max_search:
-            lr = self.best_lr / self.margin
-            self._restore(lr)
-            self._start_annealing(lr, "loss rose" if worse else "search limit")
+            self._end_search("loss rose" if worse else "search limit")
             return
         self._set_lr(self.lr * self.grow)
+
+    def _end_search(self, why: str) -> None:
+        """Back to the snapshot before the best smoothed loss, at its lr / margin; then hold (or anneal)."""
+        lr = self.best_lr / self.margin
+        self._restore(lr)
+        self._start_annealing(lr, why)
 
     def _start_annealing(self, lr: float, why: str) -> None:
         self.events.append({"step": self.step_count, "event": "search done", "why": why, "best_lr": self.best_lr,
@@ -297,7 +367,7 @@ class AutoLR:
             ax_stat.legend(fontsize=8)
         axes[-1].set(xlabel="step")
         colors = {"search done": "C2", "decay": "C1", "restore": "C3"}
-        for event in self.events:
+        for event in (e for e in self.events if e["event"] in colors):
             for ax in axes:
                 ax.axvline(event["step"], color=colors[event["event"]], linestyle="--", alpha=0.7)
         for ax in axes:
@@ -311,8 +381,6 @@ class AutoLR:
         "step_count",
         "events",
         "history",
-        "avg",
-        "n_avg",
         "best_loss",
         "best_lr",
         "snapshot",
@@ -329,11 +397,17 @@ class AutoLR:
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in self.STATE}
         state["anneal"] = self.anneal.state_dict() if self.anneal is not None else None
+        state["watch"] = self.watch.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         for k in self.STATE:
             setattr(self, k, state.get(k, self.OLDER.get(k)))
+        # older states kept only the moving average (avg, n_avg): the noise and the start begin again
+        watch = state.get("watch", {"avg": state.get("avg", 0.0), "dev": 0.0, "n": state.get("n_avg", 0),
+                                    "start": None})  # fmt: skip
+        self.watch.load_state_dict(watch)
+        self.expected_lr = None  # the optimizer's state may load after this: the next step takes its lr
         if state["anneal"] is not None:
             if self.anneal is None:
                 self.anneal = AutoAnneal(self.optimizer, every=self.every, threshold=self.threshold,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import torch
 
 from lrlab.models import recompute_bn_keeping_order
-from lrlab.train.callbacks.core import last_metric
+from lrlab.train.callbacks.core import MetricsCB, last_metric
+from lrlab.train.callbacks.evaluate import validate
 from lrlab.train.learner import Callback, Learner
 from lrlab.tuning.auto_anneal import MEASURES, RULES, AutoAnneal, check_settings
 from lrlab.tuning.auto_lr import AutoLR
+from lrlab.tuning.keep_best import KeepBest
 
 __all__ = ["MEASURES", "RULES", "AutoAnnealCB", "AutoLRCB"]
 
@@ -101,7 +103,13 @@ class AutoAnnealCB(Callback):
 
 class AutoLRCB(Callback):
     """AutoLR (lrlab.tuning.auto_lr) as a Learner callback: no lr to choose, restores the last good state on a
-    spike. Give the Learner any lr (the optimizer's default is a fine start): the search finds its own.
+    spike. The Learner's lr is not used: the search starts from AutoLR's own `start_lr` (1e-4).
+
+    With validation (the Learner's valid loader, scored by MetricsCB), it keeps the weights of the best
+    validation score, the untrained model's included: when the fit's last validation is clearly worse (on a
+    few hundred rows, a high lr fits the noise), the model the fit hands over is the best one, and
+    `events` says so ("restored best validation"); `restored` is then that event. The score is the
+    accuracy when MetricsCB records one, else the validation loss.
 
     Args:
         budget: give AutoLR the fit's length (hold the found lr, then a linear decay over its last half);
@@ -111,19 +119,32 @@ class AutoLRCB(Callback):
             the same either way (the window closes as the decay ends). None: no average.
         bn_batches: with an average, the training batches that re-estimate BatchNorm statistics for the
             averaged weights before each validation.
-        **settings: AutoLR's (grow, rise, margin, max_search, spike, factor, snapshot_every, every, threshold,
-            decay).
+        keep_best: keep and hand over the best-validated weights (see above); False: the last ones always.
+        tolerance: how much worse the last validation must be to restore the best (KeepBest's tolerance).
+        **settings: AutoLR's (start_lr, grow, rise, margin, max_search, spike, noise_z, floor, max_restores,
+            factor, snapshot_every, every, threshold, decay).
 
     Raises:
-        ValueError: a setting out of range (when the fit starts)."""
+        ValueError: a setting out of range, or a second AutoLRCB on the same Learner (when the fit starts)."""
 
     run_in_lr_find = False  # it follows or steers the real run
 
     order = 10
 
-    def __init__(self, budget: bool = True, average: float | None = 0.2, bn_batches: int = 50, **settings) -> None:
+    def __init__(
+        self,
+        budget: bool = True,
+        average: float | None = 0.2,
+        bn_batches: int = 50,
+        keep_best: bool = True,
+        tolerance: float = 0.01,
+        **settings,
+    ) -> None:
         self.budget, self.average, self.bn_batches, self.settings = budget, average, bn_batches, settings
+        self.keep_best, self.tolerance = keep_best, tolerance
         self.autolr: AutoLR | None = None
+        self.keeper: KeepBest | None = None
+        self.restored: dict | None = None
 
     @property
     def decisions(self) -> list[dict]:
@@ -145,7 +166,27 @@ class AutoLRCB(Callback):
         return AutoLR(opt, total_steps=total, average=average, **self.settings)
 
     def before_fit(self, learn: Learner) -> None:
+        others = [cb for cb in learn.cbs if isinstance(cb, AutoLRCB) and cb is not self]
+        if others:
+            raise ValueError("two AutoLRCBs on one Learner would both set the lr; attach one")
         self.autolr = self.build(learn.opt, len(learn.dls.train) * learn.n_epochs)
+        self.keeper, self.restored = None, None
+        if self.keep_best and learn.do_valid and getattr(learn.dls, "valid", None) is not None:
+            metrics = learn.cb(MetricsCB)
+            self.monitor = "valid_acc" if metrics is not None and metrics.accuracy else "valid_loss"
+            self.keeper = KeepBest(learn.model, self.monitor == "valid_acc", self.tolerance)
+            self._observe(learn, "start")
+
+    def _observe(self, learn: Learner, label: object) -> None:
+        """Score the model now (MetricsCB's last validation, or a pass of our own) and keep it if best."""
+        metrics = learn.cb(MetricsCB)
+        rows = metrics.history if metrics is not None and label != "start" else []
+        score = rows[-1].get(self.monitor) if rows else None
+        if score is None:
+            loss, acc = validate(learn.model, learn.dls.valid, learn.loss_func, self.monitor == "valid_acc",
+                                 getattr(learn, "n_inp", 1))  # fmt: skip
+            score = acc if self.monitor == "valid_acc" else loss
+        self.keeper.observe(score, label)
 
     def summary(self) -> dict:
         """What AutoLR did, for a run folder: where it started, the lr its search found, every event."""
@@ -156,7 +197,8 @@ class AutoLRCB(Callback):
             "found_lr": found["lr"] if found else None,
             "search_steps": found["step"] if found else None,
             "restores": sum(e["event"] == "restore" for e in self.events),
-            "settings": {"budget": self.budget, "average": self.average, **self.settings},
+            "restored_best_validation": self.restored,
+            "settings": {"budget": self.budget, "average": self.average, "keep_best": self.keep_best, **self.settings},
             "events": self.events,
             "decisions": self.decisions,
         }
@@ -178,15 +220,29 @@ class AutoLRCB(Callback):
     def after_epoch(self, learn: Learner) -> None:
         if learn.training:
             self.autolr.epoch_end()
+        elif self.keeper is not None:
+            self._observe(learn, learn.epoch)
 
     def after_fit(self, learn: Learner) -> None:
         self._use_average(learn)  # the model a fit hands over is the one its validation scored
+        if self.keeper is not None and self.keeper.history and self.keeper.history[-1][0] != "start":
+            self.restored = self.keeper.restore(self.keeper.history[-1][1])
+            if self.restored is not None:
+                self.autolr.events.append({"step": self.autolr.step_count, **self.restored})
 
     def state_dict(self) -> dict:
-        return self.autolr.state_dict()
+        state = {"autolr": self.autolr.state_dict()}
+        if self.keeper is not None:
+            state["keeper"] = self.keeper.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.autolr.load_state_dict(state)
+        if "autolr" not in state:  # written before the best weights were kept: AutoLR's own state
+            self.autolr.load_state_dict(state)
+            return
+        self.autolr.load_state_dict(state["autolr"])
+        if self.keeper is not None and "keeper" in state:
+            self.keeper.load_state_dict(state["keeper"])
 
     def cleanup_fit(self, learn: Learner) -> None:
         if self.autolr is not None:

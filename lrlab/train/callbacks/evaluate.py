@@ -26,6 +26,29 @@ def steps_between_evals(total_steps: int, evals: int = 24) -> int:
     return max(1, total_steps // evals)
 
 
+def validate(
+    model: torch.nn.Module, loader: object, loss_func: object, accuracy: bool = True, n_inp: int = 1
+) -> tuple[float, float | None]:
+    """The mean loss (weighted by batch size) and the accuracy of argmax predictions (None unless asked) of a
+    model over a loader, in eval mode without gradients; the model's mode is put back. NaN loss: no batches."""
+    was_training = model.training
+    model.eval()
+    total, hits, count = 0.0, 0, 0
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                preds = model(*batch[:n_inp])
+                targets = batch[n_inp:]
+                n = len(targets[0])
+                total += float(loss_checked(loss_func, preds, targets)) * n
+                if accuracy:
+                    hits += int((preds.argmax(dim=-1) == targets[0]).sum())
+                count += n
+    finally:
+        model.train(was_training)
+    return (total / count if count else math.nan), (hits / count if accuracy and count else None)
+
+
 def eval_subset(dl: object, size: int | None, seed: int = 0) -> object:
     """A loader over `size` validation examples drawn once by `seed` (the same ones at every evaluation and
     for every configuration), normalized as `dl` is; the whole loader when size is None or covers it, or
@@ -86,22 +109,8 @@ class StepEvalCB(Callback):
     def evaluate(self, learn: Learner) -> dict:
         """Measure now and append the row to `history`; returns it."""
         began = time.perf_counter()
-        was_training, n_inp = learn.model.training, getattr(learn, "n_inp", 1)
-        learn.model.eval()
-        total, hits, count = 0.0, 0, 0
-        with torch.inference_mode():
-            for batch in self.loader:
-                preds = learn.model(*batch[:n_inp])
-                targets = batch[n_inp:]
-                n = len(targets[0])
-                total += float(loss_checked(learn.loss_func, preds, targets)) * n
-                if self.accuracy:
-                    hits += int((preds.argmax(dim=-1) == targets[0]).sum())
-                count += n
-        learn.model.train(was_training)
-        row = {"step": self.steps, "valid_loss": total / count if count else math.nan,
-               "valid_acc": hits / count if self.accuracy and count else None,
-               "seconds": began - self.start - self.eval_time}  # fmt: skip
+        loss, acc = validate(learn.model, self.loader, learn.loss_func, self.accuracy, getattr(learn, "n_inp", 1))
+        row = {"step": self.steps, "valid_loss": loss, "valid_acc": acc, "seconds": began - self.start - self.eval_time}
         self.history.append(row)
         self.eval_time += time.perf_counter() - began
         return row
