@@ -128,7 +128,7 @@ class AutoAnnealCallback(pl.Callback):
 
 
 class AutoLRCallback(pl.Callback):
-    """AutoLR (lrlab.tuning.auto_lr) in a Lightning Trainer: it searches its own lr from the optimizer's, anneals,
+    """AutoLR (lrlab.tuning.auto_lr) in a Lightning Trainer: it searches its own lr (from 1e-4), anneals,
     and restores the last good state on a spike; stepped with each batch's loss.
 
     Args:

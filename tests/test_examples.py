@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ("plain_loop.py", ["lr_find: suggestion", "epoch 5: lr", "annealer: 12 checks", "recorded 120 steps"]),
         ("lightning_loop.py", ["lr_find_module: suggestion", "one-cycle: valid accuracy", "annealer: valid accuracy"]),
-        ("autolr_loop.py", ["epoch 1: lr", "epoch 5: lr 0, valid accuracy", "AutoLR: searched from 0.001 for"]),
+        ("autolr_loop.py", ["epoch 1: lr", "epoch 5: lr 0, valid accuracy", "AutoLR: searched from 0.0001 for"]),
     ],
 )
 def test_example_runs_and_prints_its_results(script, expected, tmp_path):

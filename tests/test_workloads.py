@@ -19,6 +19,8 @@ from tests.conftest import require
 SHORT_RUNS = [
     ("linear", "constant@1e-2", 10, lambda final, base: final < 0.2 * base),
     ("regression", "constant@3e-3", 2, lambda final, base: final < 0.2 * base),
+    ("small-class", "constant@1e-3", 10, lambda final, base: final > base + 0.3),
+    ("small-reg", "constant@1e-3", 5, lambda final, base: final < 0.6 * base),
     ("mnist1d", "constant@3e-3", 5, lambda final, base: final > base + 0.6),
     ("fmnist-mlp", "constant@3e-3", 1, lambda final, base: final > 0.8),
     ("fmnist-cnn", "constant@3e-3", 1, lambda final, base: final > 0.8),
@@ -68,8 +70,8 @@ def test_mnist1d_generation_leaves_the_global_generators_alone():
 
 
 def test_the_registry_lists_the_suite_and_refuses_unknown_names():
-    assert workload_names() == ["linear", "regression", "fmnist-cnn", "fmnist-mlp", "fmnist-resnet", "mnist1d",
-                                "charlm"]  # fmt: skip
+    assert workload_names() == ["linear", "regression", "small-class", "small-reg", "fmnist-cnn", "fmnist-mlp",
+                                "fmnist-resnet", "mnist1d", "charlm"]  # fmt: skip
     with pytest.raises(ValueError, match="unknown workload 'imagenet'; choose one of linear, regression"):
         get_workload("imagenet")
     assert torch.is_tensor(get_workload("linear").loaders(0).train.ds.images)

@@ -6,6 +6,8 @@ trains them.
 |---|---|---|---|
 | linear | the lab's y = a*x + b, 2,000 noisy points | Linear(1, 1) | valid MSE |
 | regression | scikit-learn's Friedman #1 (generated), 10 features | MLP 10-64-64-1 | valid MSE |
+| small-class | 500 rows of make_classification (generated), 300 to train | MLP 20-128-128-3 | accuracy |
+| small-reg | 500 rows of make_regression with noise (generated), 300 to train | MLP 10-128-128-1 | valid MSE |
 | fmnist-cnn | Fashion-MNIST | the lesson CNN (BatchNorm) | accuracy |
 | fmnist-mlp | Fashion-MNIST | MLP 784-256-128-10, no normalization layers | accuracy |
 | fmnist-resnet | Fashion-MNIST | a small ResNet | accuracy |
