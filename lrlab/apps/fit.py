@@ -139,10 +139,9 @@ def auto_start(sched_args: list[str]) -> float:
 
     from lrlab.tuning.auto_lr import AutoLR
 
-    given = dict(arg.partition("=")[::2] for arg in sched_args)
     try:
-        return float(given["start_lr"])
-    except (KeyError, ValueError):  # AutoLRCB refuses a bad value with its own message, later
+        return float(key_values(sched_args)["start_lr"])
+    except (KeyError, TypeError, ValueError):  # AutoLRCB refuses a bad value with its own message, later
         return inspect.signature(AutoLR).parameters["start_lr"].default
 
 

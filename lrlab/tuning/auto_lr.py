@@ -107,7 +107,7 @@ class AutoLR:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.optimizer, self.grow, self.rise, self.margin, self.max_search = optimizer, grow, rise, margin, max_search
-        self.spike, self.factor, self.snapshot_every = spike, factor, snapshot_every
+        self.factor, self.snapshot_every = factor, snapshot_every  # spike is the LossWatch's ratio
         self.every, self.threshold = every, threshold
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
                                         or total_steps < 1):  # fmt: skip
@@ -149,9 +149,6 @@ class AutoLR:
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-
-    def _smoothed(self) -> float:
-        return self.watch.mean
 
     @property
     def restores(self) -> int:
@@ -274,7 +271,7 @@ class AutoLR:
     def _diverged(self, value: float) -> bool:
         if not self.watch.is_spike(value):
             return False
-        smoothed = self._smoothed()
+        smoothed = self.watch.mean
         if not math.isfinite(value) and self.step_count == 1:
             raise AutoLRError(f"the loss is {value} at the starting weights, before any update: no lr can fix "
                               "that; check the data and the model")  # fmt: skip
@@ -304,7 +301,7 @@ class AutoLR:
     LAG = 10  # steps the smoothed loss trails the raw one (an EMA of 0.9): where it is best, damage has begun
 
     def _search_step(self) -> None:
-        smoothed = self._smoothed()
+        smoothed = self.watch.mean
         if self.watch.n >= self.SETTLE and smoothed < self.best_loss:
             self.best_loss, self.best_lr, self.best_step = smoothed, self.lr, self.step_count
         if self.step_count % 5 == 0:  # the snapshot to go back to: the last one LAG steps before the best

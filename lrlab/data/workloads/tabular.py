@@ -50,6 +50,13 @@ def _standardized(x, y, n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
 SMALL_TRAIN = 300  # rows to train on in the small-data workloads; 200 more to validate
 
 
+def _small_dls(x, y, batch_size: int, seed: int) -> DataLoaders:
+    """The first SMALL_TRAIN rows to train on, the rest to validate, standardized by the training rows."""
+    x, y = _standardized(x, y, SMALL_TRAIN)
+    n = SMALL_TRAIN
+    return DataLoaders.from_tensors(x[:n], y[:n], x[n:], y[n:], batch_size, seed=seed)
+
+
 def small_classification_data(seed: int, batch_size: int) -> DataLoaders:
     """500 rows of scikit-learn's make_classification (20 features, 5 informative, 3 classes, 5% of labels
     flipped): 300 to train, 200 to validate. A 128-wide MLP memorizes the 300 within a few epochs."""
@@ -57,8 +64,7 @@ def small_classification_data(seed: int, batch_size: int) -> DataLoaders:
 
     x, y = make_classification(n_samples=500, n_features=20, n_informative=5, n_redundant=5, n_classes=3,
                                flip_y=0.05, random_state=0)  # fmt: skip
-    x, y = _standardized(x, y, SMALL_TRAIN)
-    return DataLoaders.from_tensors(x[:300], y[:300], x[300:], y[300:], batch_size, seed=seed)
+    return _small_dls(x, y, batch_size, seed)
 
 
 def small_regression_data(seed: int, batch_size: int) -> DataLoaders:
@@ -69,8 +75,7 @@ def small_regression_data(seed: int, batch_size: int) -> DataLoaders:
     from sklearn.datasets import make_regression
 
     x, y = make_regression(n_samples=500, n_features=10, n_informative=5, noise=100.0, random_state=0)
-    x, y = _standardized(x, y, SMALL_TRAIN)
-    return DataLoaders.from_tensors(x[:300], y[:300], x[300:], y[300:], batch_size, seed=seed)
+    return _small_dls(x, y, batch_size, seed)
 
 
 def mlp(sizes: tuple[int, ...]) -> nn.Sequential:

@@ -196,7 +196,7 @@ class AutoLRCB(Callback):
             "start_lr": history[0] if history else None,
             "found_lr": found["lr"] if found else None,
             "search_steps": found["step"] if found else None,
-            "restores": sum(e["event"] == "restore" for e in self.events),
+            "restores": self.autolr.restores if self.autolr is not None else 0,
             "restored_best_validation": self.restored,
             "settings": {"budget": self.budget, "average": self.average, "keep_best": self.keep_best, **self.settings},
             "events": self.events,
