@@ -167,6 +167,8 @@ def test_a_short_run_searches_faster_and_a_too_short_one_warns():
         AutoLR(opt, total_steps=50)
     with pytest.raises(ValueError, match="start_lr must be a positive number, got 0"):
         AutoLR(opt, start_lr=0)
+    with pytest.raises(ValueError, match="start_lr must be a positive number, got True"):
+        AutoLR(opt, start_lr=True)  # --sched-arg start_lr=true reads as a boolean
     with pytest.raises(ValueError, match="max_restores must be an integer >= 0, got -1"):
         AutoLR(opt, max_restores=-1)
 

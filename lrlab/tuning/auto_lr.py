@@ -97,7 +97,7 @@ class AutoLR:
                                  ("factor", factor, 1.0), ("rise", rise, 0.0)):  # fmt: skip
             if not value > low:
                 raise ValueError(f"{name} must be > {low:g}, got {value!r}")
-        if not (isinstance(start_lr, (int, float)) and 0 < start_lr < math.inf):
+        if isinstance(start_lr, bool) or not (isinstance(start_lr, (int, float)) and 0 < start_lr < math.inf):
             raise ValueError(f"start_lr must be a positive number, got {start_lr!r}")
         if isinstance(max_restores, bool) or not isinstance(max_restores, int) or max_restores < 0:
             raise ValueError(f"max_restores must be an integer >= 0, got {max_restores!r}")
