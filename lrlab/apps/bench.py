@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 from torch.optim import lr_scheduler
 
+from lrlab.apps.peers import PEERS, peer_cbs, peer_opt_func
 from lrlab.data.workloads import Workload, get_workload, workload_names
 from lrlab.files import atomic_write_text
-from lrlab.optim.registry import lesson_opt_func, lrfree_opt_func
+from lrlab.optim.registry import lesson_opt_func, lrfree_opt_func, named_opt_func
 from lrlab.train.callbacks import MetricsCB
 from lrlab.train.callbacks.anneal import AutoAnnealCB, AutoLRCB
 from lrlab.train.callbacks.checkpoint import Diverged, DivergenceGuardCB
@@ -59,7 +60,9 @@ def wsd_lambda(total: int, warmup: float = 0.05, decay: float = 0.2) -> Callable
 
 
 def schedule_cbs(family: str, lr: float) -> list[Callback]:
-    """The callbacks of a schedule family (Adam throughout)."""
+    """The callbacks of a schedule family or a single-run peer (lrlab.apps.peers)."""
+    if family in PEERS:
+        return peer_cbs(family)
     if family == "cosine":
         return [BatchSchedCB(partial(lr_scheduler.CosineAnnealingLR))]
     if family == "onecycle":
@@ -119,25 +122,36 @@ def parse_config(name: str) -> BenchConfig:
     Raises:
         ValueError: not family@setting, an unknown family, or a setting that is not a positive number."""
     family, _, setting = name.partition("@")
-    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", "autolr_avg", *LRFREE)
+    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", "autolr_avg", *LRFREE, *PEERS)
     if family not in families or not setting:
         raise ValueError(f"config must be family@setting with family one of {', '.join(families)}, got {name!r}")
-    if not (family == "onecycle" and setting == "find"):
+    if not (family == "onecycle" and setting == "find") and not (family == "mechanic" and setting == "mid"):
         try:
             ok = float(setting) > 0 and math.isfinite(float(setting))
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(f"the setting of {name!r} must be a positive number (or 'find' for onecycle)")
+            raise ValueError(f"the setting of {name!r} must be a positive number (or 'find' for onecycle, 'mid' for "
+                             "mechanic)")  # fmt: skip
     return BenchConfig(name)
 
 
-def opt_func_for(config: BenchConfig, n_steps: int) -> Callable:
+def workload_opt_func(workload: Workload) -> Callable:
+    """The optimizer a workload's lr schedules use: its own (a sampled workload's), else the suite's Adam."""
+    if workload.optimizer is None:
+        return lesson_opt_func("adam")
+    return named_opt_func(workload.optimizer, **dict(workload.opt_settings))
+
+
+def opt_func_for(config: BenchConfig, n_steps: int, workload: Workload | None = None) -> Callable:
+    base = lesson_opt_func("adam") if workload is None else workload_opt_func(workload)
+    if config.family in PEERS:
+        return peer_opt_func(config.family, base, n_steps)
     if config.family in ("prodigy", "dadapt"):
         return lrfree_opt_func(config.family)  # the setting is their lr: a multiplier of the step they estimate
     if config.family == "schedulefree":
         return lrfree_opt_func("schedulefree", warmup_steps=max(1, n_steps // 20))
-    return lesson_opt_func("adam")
+    return base
 
 
 def steps_to_target(
@@ -169,9 +183,10 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     metrics, recorder = MetricsCB(accuracy=workload.metric == "accuracy"), RecorderCB(lr=lr_of(0))
     evals = StepEvalCB(steps_between_evals(n_steps), workload.eval_subset, workload.metric == "accuracy")
     learn = Learner(workload.model(), dls, loss_func=workload.loss_func, lr=1e-3, cbs=[metrics, recorder, evals],
-                    opt_func=opt_func_for(config, n_steps))  # fmt: skip
+                    opt_func=opt_func_for(config, n_steps, workload))  # fmt: skip
     start = time.perf_counter()
-    lr = lr_find(learn).suggestion if config.setting == "find" else float(config.setting)
+    lr = lr_find(learn).suggestion if config.setting == "find" else mid_lr(workload) if config.setting == "mid" else \
+        float(config.setting)  # fmt: skip
     cbs = schedule_cbs(config.family, lr) + ([ScheduleFreeCB()] if config.family == "schedulefree" else [])
     try:
         guard = [] if config.family.startswith("autolr") else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
@@ -193,6 +208,12 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
             "wall": time.perf_counter() - start, "history": history, "evals": evals.history, "lrs": recorder.recs["lr"],
             "decisions": anneal.decisions if anneal else [], "events": getattr(anneal, "events", []),
             "stopped": why}  # fmt: skip
+
+
+def mid_lr(workload: Workload) -> float:
+    """The middle of a workload's lr grid (the suite's: 3e-3)."""
+    grid = workload.lr_grid or tuple(float(lr) for lr in LR_GRID)
+    return grid[len(grid) // 2]
 
 
 def run_path(out: Path, workload: str, config: str, seed: int) -> Path:
@@ -262,6 +283,24 @@ def run_bench(
     Raises:
         ValueError: an unknown workload, config or executor, or jobs / threads < 1.
         ImportError: executor "ray" without the ray package (pip install 'lrlab[ray]')."""
+    names, config_names = resolve(workloads, configs)
+    shard_jobs = shard_of(grid(names, config_names, seeds), shard)
+    return run_jobs(out, shard_jobs, epochs, log, runner, jobs, threads, executor, address)
+
+
+def run_jobs(
+    out: str | Path,
+    shard_jobs: list[tuple[str, str, int]],
+    epochs: int | None = None,
+    log: Callable[[str], None] = print,
+    runner: Callable[..., dict] = run_one,
+    jobs: int = 1,
+    threads: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> list[Path]:
+    """Run these (workload, config, seed) jobs, skipping finished ones (run_bench's arguments); returns their
+    files."""
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
     if executor == "ray" and jobs != 1:
@@ -272,8 +311,6 @@ def run_bench(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     out = Path(out)
-    names, config_names = resolve(workloads, configs)
-    shard_jobs = shard_of(grid(names, config_names, seeds), shard)
     todo = [(k, job) for k, job in enumerate(shard_jobs, start=1) if read_result(run_path(out, *job)) is None]
     log(f"{len(shard_jobs)} runs in this shard, {len(shard_jobs) - len(todo)} already done")
     for _, job in todo:

@@ -30,6 +30,11 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, ">= 1")
 
 
+def seed_number(text: str) -> int:
+    """argparse type: a seed, an integer from 0 to 1,000,000."""
+    return _number(text, int, lambda v: 0 <= v <= 10**6, "an integer from 0 to 1,000,000")
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port, 0 (any free one) to 65535."""
     return _number(text, int, lambda v: 0 <= v <= 65535, "a port from 0 (any free one) to 65535")

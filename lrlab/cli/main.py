@@ -15,6 +15,7 @@ from lrlab.cli.console import (
     hyper_ramp,
     positive_float,
     positive_int,
+    seed_number,
     unit_interval,
 )
 from lrlab.cli.lab import add_lab_parser
@@ -178,6 +179,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from lrlab.apps.bench_report import write_report
 
     shard = parse_shard(args.shard)
+    if args.sample is not None:
+        return bench_space(args, shard)
     workloads, configs = resolve(args.workloads.split(","), args.configs.split(","))  # every name checked first
 
     def stop(signum, frame):
@@ -199,6 +202,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"lrlab: {missing} runs of this shard have no result (their workers died): run the same command again",
               file=sys.stderr)  # fmt: skip
     return 1 if missing else 0
+
+
+def bench_space(args: argparse.Namespace, shard: tuple[int, int]) -> int:
+    """`lrlab bench --sample N --space-seed S`: the field on N sampled workloads, then OUT/space.json and space.md."""
+    from lrlab.apps.bench import load_runs
+    from lrlab.apps.space import report, results, run_space, write_results
+    from lrlab.data.workloads.space import sample
+    from lrlab.files import atomic_write_text
+
+    if args.workloads != "all" or args.configs != "baselines":
+        raise ValueError("--sample draws its own workloads and runs its own field: leave out --workloads and --configs")
+    if args.executor == "ray" or args.epochs is not None:
+        raise ValueError("--sample runs on this machine (--jobs) at each draw's own epochs: leave out "
+                         "--executor ray and --epochs")  # fmt: skip
+    names = [d.name for d in sample(args.sample, args.space_seed)]
+    if not args.report_only:
+        run_space(args.out, args.sample, args.space_seed, args.seeds, shard, jobs=args.jobs, threads=args.threads)
+    runs = [r for r in load_runs(args.out) if r["workload"] in names]
+    data = {"space_seed": args.space_seed, "sample": args.sample, "seeds": args.seeds, **results(runs, names)}
+    out = Path(args.out)
+    write_results(out / "space.json", data)
+    notes = (f"{args.sample} workloads of space seed {args.space_seed}, {args.seeds} seeds, from `lrlab bench "
+             f"--sample {args.sample} --space-seed {args.space_seed} --seeds {args.seeds}`")  # fmt: skip
+    atomic_write_text(out / "space.md", report(data, "AutoLR on sampled workloads", notes))
+    print(f"wrote {out / 'space.md'} and space.json ({len(runs)} runs)")
+    return 0
 
 
 def cmd_speedrun(args: argparse.Namespace) -> int:
@@ -325,6 +354,10 @@ def add_lab_and_grid_parsers(sub) -> None:
     bench.add_argument("--epochs", type=positive_int, default=None, help="override every workload's epochs")
     bench.add_argument("--out", default="runs/bench")
     bench.add_argument("--report-only", action="store_true", help="only merge the result files into a report")
+    bench.add_argument("--sample", type=bounded_int(1000), default=None,
+                       help="draw N workloads from the sampled space and run AutoLR's field on them")  # fmt: skip
+    bench.add_argument("--space-seed", type=seed_number, default=0,
+                       help="with --sample: which space to draw from (report on seeds not developed on)")  # fmt: skip
     bench.set_defaults(func=cmd_bench)
 
 

@@ -4,6 +4,7 @@ third-party learning-rate-free optimizers (Prodigy, Schedule-Free, D-Adaptation)
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -64,12 +65,33 @@ def lesson_opt_func(name: str = "adam", **overrides: Any) -> Callable[..., torch
     return get_opt_func(name, **{**lesson_recipe(name), **overrides})
 
 
+TORCH_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "nadam": "NAdam"}
+
+
+def named_opt_func(spec: str, **kwargs: Any) -> Callable[..., torch.optim.Optimizer]:
+    """An opt_func for "impl:name": "torch:sgd" (torch.optim's SGD, Adam, AdamW, RMSprop, NAdam) or
+    "lrlab:momentum" (a registered name of OPTIMIZERS); extra keywords fixed.
+
+    Raises:
+        ValueError: an unknown implementation or name (the message lists the choices)."""
+    impl, _, name = spec.partition(":")
+    if impl == "lrlab":
+        return get_opt_func(name, **kwargs)
+    if impl == "torch" and name in TORCH_OPTIMIZERS:
+        return functools.partial(getattr(torch.optim, TORCH_OPTIMIZERS[name]), **kwargs)
+    raise ValueError(f"optimizer must be lrlab:NAME ({', '.join(OPTIMIZERS)}) or torch:NAME "
+                     f"({', '.join(TORCH_OPTIMIZERS)}), got {spec!r}")  # fmt: skip
+
+
 # The learning-rate-free baselines of other packages (optional: pip install lrlab[lrfree]): name -> (module, class).
 LRFREE = {
     "prodigy": ("prodigyopt", "Prodigy"),
     "schedulefree": ("schedulefree", "AdamWScheduleFree"),
     "dadapt": ("dadaptation", "DAdaptAdam"),
+    "dog": ("dog", "DoG"),
+    "prodigy_sf": ("prodigyplus.prodigy_plus_schedulefree", "ProdigyPlusScheduleFree"),
 }
+PACKAGES = {"prodigy_sf": "prodigy-plus-schedule-free", "dog": "dog-optimizer"}  # pip's name, where it differs
 
 
 def lrfree_opt_func(name: str, **kwargs) -> Callable[..., torch.optim.Optimizer]:
@@ -78,7 +100,22 @@ def lrfree_opt_func(name: str, **kwargs) -> Callable[..., torch.optim.Optimizer]
         raise ValueError(f"unknown learning-rate-free optimizer {name!r}; choose one of {', '.join(LRFREE)}")
     module_name, cls_name = LRFREE[name]
     try:
-        module = __import__(module_name)
+        module = importlib.import_module(module_name)
     except ImportError:
-        raise ImportError(f"{name} needs the package {module_name}: pip install 'lrlab[lrfree]'") from None
+        package = PACKAGES.get(name, module_name)
+        raise ImportError(f"{name} needs the package {package}: pip install 'lrlab[lrfree]'") from None
     return functools.partial(getattr(module, cls_name), **kwargs)
+
+
+def mechanized_opt_func(base: Callable[..., torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+    """Mechanic (the package mechanic-pytorch) around an opt_func's optimizer class: it learns the scale of
+    the lr it is given.
+
+    Raises:
+        ImportError: mechanic-pytorch is not installed (pip install 'lrlab[lrfree]')."""
+    try:
+        from mechanic_pytorch import mechanize
+    except ImportError:
+        raise ImportError("mechanic needs the package mechanic-pytorch: pip install 'lrlab[lrfree]'") from None
+    cls, keywords = (base.func, base.keywords) if isinstance(base, functools.partial) else (base, {})
+    return functools.partial(mechanize(cls), **keywords)

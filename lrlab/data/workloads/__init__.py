@@ -42,7 +42,10 @@ class Workload:
         epochs, batch_size: the defaults a benchmark run uses; target: the metric value of time-to-target.
         baseline: data -> the metric of a trivial predictor (chance, the mean, unigram frequencies).
         eval_subset: validation examples of the evaluations every few steps (None: all); the final metric is
-            always on the whole validation set."""
+            always on the whole validation set.
+        optimizer: "impl:name" of the optimizer every lr schedule uses ("torch:sgd", "lrlab:adam"; the bench
+            builds it), None for the suite's Adam (the lesson's recipe); opt_settings: its keywords beside the lr.
+        lr_grid: the lrs a tuned schedule is tried at (empty: the suite's LR_GRID)."""
 
     name: str
     about: str
@@ -55,6 +58,9 @@ class Workload:
     target: float
     baseline: Callable[[DataLoaders], float]
     eval_subset: int | None = None
+    optimizer: str | None = None
+    opt_settings: tuple[tuple[str, object], ...] = ()
+    lr_grid: tuple[float, ...] = ()
 
     def loaders(self, seed: int = 0, batch_size: int | None = None) -> DataLoaders:
         """The workload's loaders at its batch size (or another), training order seeded by `seed`."""
@@ -98,19 +104,26 @@ WORKLOADS: dict[str, Workload] = {}
 
 
 def get_workload(name: str) -> Workload:
-    """A workload by name.
+    """A workload by name: one of the suite, or a draw of the sampled space, `space{S}-{i}`
+    (lrlab.data.workloads.space).
 
     Raises:
         ValueError: an unknown name (the message lists the suite)."""
     if not WORKLOADS:
         WORKLOADS.update(_registry())
+    from lrlab.data.workloads import space
+
+    drawn = space.parse_name(name)
+    if drawn is not None and name not in WORKLOADS:
+        WORKLOADS[name] = space.workload(space.draw(*drawn))
     if name not in WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
+        suite = ", ".join(workload_names())
+        raise ValueError(f"unknown workload {name!r}; choose one of {suite}, or a sampled space{{S}}-{{i}}")
     return WORKLOADS[name]
 
 
 def workload_names() -> list[str]:
-    """Every workload of the suite, in the suite's order."""
+    """Every workload of the suite, in the suite's order (sampled ones are not in the suite)."""
     if not WORKLOADS:
         WORKLOADS.update(_registry())
-    return list(WORKLOADS)
+    return [name for name in WORKLOADS if not name.startswith("space")]

@@ -6,7 +6,7 @@ from lrlab.train.callbacks.core import DeviceCB, MetricsCB, ProgressCB, SingleBa
 from lrlab.train.callbacks.ddp import DDPCB
 from lrlab.train.callbacks.evaluate import StepEvalCB
 from lrlab.train.callbacks.lr_finder import LRFinderCB, lr_find
-from lrlab.train.callbacks.lrfree import ScheduleFreeCB
+from lrlab.train.callbacks.lrfree import AveragedEvalCB, ScheduleFreeCB
 from lrlab.train.callbacks.recorder import RecorderCB
 from lrlab.train.callbacks.schedule import BatchSchedCB, DeadlineSchedCB, EpochSchedCB, fit_one_cycle
 from lrlab.train.callbacks.speed import TTACB, BatchAugmentCB, MixedPrecisionCB, StepLimitCB, TimeBudgetCB
@@ -15,6 +15,7 @@ from lrlab.train.callbacks.stats import ActivationStats, GradientStats
 __all__ = [
     "ActivationStats",
     "AutoAnnealCB",
+    "AveragedEvalCB",
     "AutoLRCB",
     "BatchAugmentCB",
     "BatchSchedCB",
