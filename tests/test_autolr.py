@@ -111,19 +111,25 @@ def test_autolr_near_zero_loss_does_not_restore_on_noise():
 def test_restores_are_bounded_then_finite_spikes_pass_and_nan_raises():
     model = net()
     opt = torch.optim.Adam(model.parameters())
-    auto = AutoLR(opt, max_search=12, max_restores=2)
+    auto = AutoLR(opt, max_search=12, max_restores=2, every=1000)
     for i in range(30):
         auto.step(2.0 * 0.98**i)
     found = auto.lr
-    for _ in range(2):  # each after 10 ordinary steps (right after a restore the averages settle again)
-        auto.step(1e6)
+    auto.step(1e6)  # one alone is batch noise: skipped, nothing restored
+    for _ in range(10):
+        auto.step(0.5)
+    assert auto.restores == 0 and auto.lr == found
+    for _ in range(2):  # three in a row make a divergence; then 10 ordinary steps (the averages settle again)
+        for _ in range(3):
+            auto.step(1e6)
         for _ in range(10):
             auto.step(0.5)
     assert auto.restores == 2 and auto.lr == pytest.approx(found / 9)
-    auto.step(1e6)  # a third: the lr is already two cuts down
+    for _ in range(3):  # a third: the lr is already two cuts down
+        auto.step(1e6)
     assert auto.restores == 2 and auto.events[-1]["event"] == "spike ignored" and auto.lr == pytest.approx(found / 9)
-    with pytest.raises(AutoLRError, match=r"the loss is nan at step 54 after 2 restores .* not an lr problem"):
-        auto.step(math.nan)
+    with pytest.raises(AutoLRError, match=r"the loss is nan at step 71 after 2 restores .* not an lr problem"):
+        auto.step(math.nan)  # a non-finite loss needs no confirmation
 
 
 def test_a_loss_that_is_nan_from_the_start_is_a_clear_error():
@@ -242,7 +248,7 @@ def test_the_start_is_a_candidate_so_a_fit_never_ends_below_the_untrained_model(
     cb = AutoLRCB(start_lr=3.0, max_search=1, average=None, max_restores=0)
     learn = Learner(workload.model(), dls, loss_func=workload.loss_func, cbs=[MetricsCB(accuracy=False), cb])
     untrained, _ = validate(learn.model, dls.valid, workload.loss_func, accuracy=False)
-    learn.fit(3)
+    learn.fit(5)  # 50 steps: enough to search (a shorter run holds a sound default instead)
     assert cb.restored is not None and cb.restored["at"] == "start"
     final, _ = validate(learn.model, dls.valid, workload.loss_func, accuracy=False)
     assert final == pytest.approx(untrained, rel=1e-6)
@@ -255,3 +261,54 @@ def test_small_data_workloads_are_in_the_suite_with_their_trivial_baselines():
         assert workload.metric == metric and len(dls.train.ds) == 300 and len(dls.valid.ds) == 200
         assert workload.baseline(dls) == pytest.approx(baseline, abs=1e-4)
         assert workload.epochs == 60 and workload.batch_size == 32 and len(dls.train) == 10
+
+
+def test_a_run_too_short_to_search_holds_the_optimizers_default_lr_and_says_so():
+    from lrlab.optim.classic import Momentum
+    from lrlab.tuning.auto_lr import default_lr
+
+    cases = [(torch.optim.SGD, 1e-3), (torch.optim.Adam, 1e-3), (Momentum, 1e-2), (torch.optim.Adagrad, 1e-2)]
+    for cls, expected in cases:
+        opt = cls(net().parameters(), lr=5.0)  # the lr it was built with is not the default
+        assert default_lr(opt) == expected
+        with pytest.warns(UserWarning, match=f"holds {cls.__name__}'s default lr {expected:g}, then decays it"):
+            auto = AutoLR(opt, total_steps=20)
+        assert auto.lr == expected and auto.phase == "hold" and auto.events[0]["event"] == "too short to search"
+    model, x = net(), torch.randn(64, 10)
+    y = (x[:, 0] > 0).long()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.warns(UserWarning):
+        auto = AutoLR(opt, total_steps=20)
+    for _ in range(20):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        auto.step(loss)
+    assert auto.history["lr"][:10] == [1e-3] * 10 and auto.history["lr"][-1] == pytest.approx(1e-4)  # held, decayed
+    assert auto.lr == 0
+
+
+def test_autolr_on_generated_2d_data_in_a_plain_loop_beats_chance_by_far():
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=600, noise=0.2, random_state=0)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
+    opt = torch.optim.Adam(model.parameters())
+    epochs, bs = 30, 16
+    auto = AutoLR(opt, total_steps=epochs * (400 // bs))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        order = torch.randperm(400, generator=g)
+        for i in range(0, 400, bs):
+            idx = order[i : i + bs]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            auto.step(loss)
+    accuracy = float((model(x[400:]).argmax(1) == y[400:]).float().mean())
+    assert accuracy > 0.95, accuracy
+    assert auto.restores <= 1, auto.events  # batch noise of 16 rows is not a spike

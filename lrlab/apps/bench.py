@@ -38,7 +38,6 @@ from lrlab.train.callbacks.anneal import AutoAnnealCB, AutoLRCB
 from lrlab.train.callbacks.checkpoint import Diverged, DivergenceGuardCB
 from lrlab.train.callbacks.evaluate import StepEvalCB, steps_between_evals, validate
 from lrlab.train.callbacks.lr_finder import lr_find
-from lrlab.train.callbacks.lrfree import ScheduleFreeCB
 from lrlab.train.callbacks.recorder import RecorderCB, lr_of
 from lrlab.train.callbacks.schedule import BatchSchedCB, EpochSchedCB
 from lrlab.train.learner import Callback, Learner
@@ -79,6 +78,8 @@ def schedule_cbs(family: str, lr: float) -> list[Callback]:
         return [AutoLRCB(budget=True, average=None)]  # evaluated at the live weights
     if family == "autolr_avg":
         return [AutoLRCB(budget=True)]  # AutoLRCB's defaults: evaluated at the weights' average
+    if family == "autolr_margin":
+        return [AutoLRCB(margin=lr)]  # AutoLRCB's defaults but the margin (the setting): for choosing it
     return []
 
 
@@ -122,7 +123,7 @@ def parse_config(name: str) -> BenchConfig:
     Raises:
         ValueError: not family@setting, an unknown family, or a setting that is not a positive number."""
     family, _, setting = name.partition("@")
-    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", "autolr_avg", *LRFREE, *PEERS)
+    families = (*SCHEDULES, "autoanneal", "autolr", "autolr_budget", "autolr_avg", "autolr_margin", *LRFREE, *PEERS)
     if family not in families or not setting:
         raise ValueError(f"config must be family@setting with family one of {', '.join(families)}, got {name!r}")
     if not (family == "onecycle" and setting == "find") and not (family == "mechanic" and setting == "mid"):
@@ -187,7 +188,7 @@ def run_one(workload: Workload, config: BenchConfig, seed: int, epochs: int | No
     start = time.perf_counter()
     lr = lr_find(learn).suggestion if config.setting == "find" else mid_lr(workload) if config.setting == "mid" else \
         float(config.setting)  # fmt: skip
-    cbs = schedule_cbs(config.family, lr) + ([ScheduleFreeCB()] if config.family == "schedulefree" else [])
+    cbs = schedule_cbs(config.family, lr)  # Schedule-Free's train/eval switch among them (lrlab.apps.peers)
     try:
         guard = [] if config.family.startswith("autolr") else [DivergenceGuardCB(factor=10)]  # AutoLR guards itself
         learn.fit(epochs, lr=lr, cbs=[*cbs, *guard])

@@ -371,8 +371,12 @@ def run_callbacks(args: argparse.Namespace, run_dir: Path, say) -> tuple[list, d
     # the options it trains with travel in every checkpoint: a config.json edited by hand is caught on resume
     cbs.append(CheckpointCB(run_dir, every=args.checkpoint_every, meta={"config": trained_options(args)}))
     if args.auto:  # AutoLR sets the lr: its search, hold and decay; --sched-arg K=V are its settings
+        import warnings
+
         from lrlab.train.callbacks.anneal import AutoLRCB
 
+        # a run too short to search is said in AutoLR's own line after the fit (describe_autolr), once
+        warnings.filterwarnings("ignore", message="AutoLR: a run of", category=UserWarning)
         parts["autolr"] = AutoLRCB(**key_values(args.sched_arg))
         cbs.append(parts["autolr"])
         make_sched = None
@@ -466,6 +470,12 @@ def describe_autolr(summary: dict) -> str:
     """One line on what AutoLR chose."""
     if summary["found_lr"] is None:
         return f"AutoLR: searched from lr {summary['start_lr']:.3g}; the run ended inside the search"
+    if not summary.get("searched", True):
+        from lrlab.tuning.auto_lr import AutoLR
+
+        return (f"AutoLR: the run is too short to search an lr (under {AutoLR.MIN_STEPS} steps): held the "
+                f"optimizer's default lr {summary['found_lr']:.3g}, then decayed to 0; {summary['restores']} "
+                "restores")  # fmt: skip
     return (
         f"AutoLR: searched from lr {summary['start_lr']:.3g} for {summary['search_steps']} steps, found lr "
         f"{summary['found_lr']:.3g}, held it, then decayed to 0; {summary['restores']} restores"

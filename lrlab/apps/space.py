@@ -124,7 +124,7 @@ def compact(record: dict) -> dict:
     """What the space report reads of a run's record (no per-step curves), and AutoLR's found lr and restores."""
     small = {k: record.get(k) for k in COMPACT}
     events = record.get("events") or []
-    found = next((e for e in events if e.get("event") == "search done"), None)
+    found = next((e for e in events if e.get("event") in ("search done", "too short to search")), None)
     if found is not None:
         small["found_lr"] = found["lr"]
         small["restores"] = sum(e.get("event") == "restore" for e in events)

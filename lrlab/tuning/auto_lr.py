@@ -37,6 +37,7 @@ Events (the search's result, every guard restore) are in `events`; the annealer'
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 
@@ -51,6 +52,21 @@ class AutoLRError(RuntimeError):
     something else sets the lr too."""
 
 
+FALLBACK_LR = 1e-3  # an optimizer whose constructor names no default lr (Adam's, a safe start for most)
+
+
+def default_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The lr an optimizer's class takes when none is given (its constructor's default), else FALLBACK_LR."""
+    cls = type(optimizer)
+    for klass in cls.__mro__:  # a wrapper class (Mechanic's, say) may take **kwargs: ask the classes it extends
+        parameter = inspect.signature(klass.__init__).parameters.get("lr") if "__init__" in vars(klass) else None
+        if parameter is not None:
+            value = parameter.default
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+            return float(value) if ok else FALLBACK_LR
+    return FALLBACK_LR
+
+
 class AutoLR:
     """Find a starting lr, anneal it from training statistics, and restore the last good state on a spike.
 
@@ -62,7 +78,10 @@ class AutoLR:
             best-loss lr / margin; max_search: the most search steps.
         spike, noise_z, floor: a loss above spike x its moving average, above the average + noise_z x its mean
             absolute deviation and above floor x the starting loss is a divergence; factor: the lr divisor
-            after one; max_restores: the most restores (then finite spikes pass, non-finite losses raise).
+            after one; max_restores: the most restores (then finite spikes pass, non-finite losses raise);
+            confirm: finite spikes in a row that make a divergence (one alone is batch noise: a batch of 16 on
+            data the model nearly fits has one misread row, many times the loss's average, often; a
+            divergence stays up). A non-finite loss is one at once.
         snapshot_every: steps between snapshots of the last good state.
         every, threshold: the annealer's check interval and ratio threshold (see AutoAnneal).
         total_steps: the run's length in steps; given, the lr is held after the search and decays linearly to
@@ -85,6 +104,7 @@ class AutoLR:
         noise_z: float = 6.0,
         floor: float = 0.1,
         max_restores: int = 4,
+        confirm: int = 3,
         factor: float = 3.0,
         snapshot_every: int = 20,
         every: int = 50,
@@ -108,6 +128,9 @@ class AutoLR:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.optimizer, self.grow, self.rise, self.margin, self.max_search = optimizer, grow, rise, margin, max_search
         self.factor, self.snapshot_every = factor, snapshot_every  # spike is the LossWatch's ratio
+        if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 1:
+            raise ValueError(f"confirm must be an integer >= 1, got {confirm!r}")
+        self.confirm, self.pending = confirm, 0  # pending: the finite spikes in a row so far
         self.every, self.threshold = every, threshold
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
                                         or total_steps < 1):  # fmt: skip
@@ -121,9 +144,6 @@ class AutoLR:
         if total_steps is not None:  # a short run searches faster: 1e-4 to 10 within SEARCH_SHARE of its steps
             self.grow = max(grow, self.SEARCH_SPAN ** (1 / max(1.0, self.SEARCH_SHARE * total_steps)))
             self.max_search = min(max_search, max(1, total_steps // 2))  # leave half the run to hold and decay
-            if total_steps < self.MIN_STEPS:
-                warnings.warn(f"AutoLR: a run of {total_steps} steps is too short to search an lr (it needs "
-                              f"{self.MIN_STEPS} or more); give a fixed lr instead", stacklevel=2)  # fmt: skip
         self.average = average
         self.average_params: list[torch.Tensor] | None = None  # the moving average, from the search's end
         self.average_count = 0  # the steps it has taken in
@@ -136,6 +156,8 @@ class AutoLR:
         self.recent: list[dict] = []  # the search's last snapshots, every 5 steps
         self.anneal: AutoAnneal | None = None
         self.snapshot = self._take_snapshot()
+        if total_steps is not None and total_steps < self.MIN_STEPS:  # no room to search: a sound lr instead
+            self._start_without_search(total_steps)
 
     @property
     def lr(self) -> float:
@@ -269,8 +291,14 @@ class AutoLR:
             self.anneal.epoch_end()
 
     def _diverged(self, value: float) -> bool:
+        """Whether this loss is skipped as a divergence (or a spike awaiting confirmation), acting on it if so."""
         if not self.watch.is_spike(value):
+            self.pending = 0
             return False
+        self.pending += 1
+        if math.isfinite(value) and self.pending < self.confirm:
+            return True  # not taken into the averages, no snapshot: the next losses say whether it stays up
+        self.pending = 0
         smoothed = self.watch.mean
         if not math.isfinite(value) and self.step_count == 1:
             raise AutoLRError(f"the loss is {value} at the starting weights, before any update: no lr can fix "
@@ -334,6 +362,19 @@ class AutoLR:
             self.anneal = AutoAnneal(self.optimizer, every=self.every, threshold=self.threshold, factor=self.factor)
         self.snapshot = self._take_snapshot()
 
+    def _start_without_search(self, total_steps: int) -> None:
+        """Hold the optimizer's own default lr (its constructor's: Adam's 1e-3, torch SGD's 1e-3, ...), then decay:
+        a search needs MIN_STEPS steps, and one squeezed into fewer found lrs that trained to chance."""
+        lr = default_lr(self.optimizer)
+        warnings.warn(f"AutoLR: a run of {total_steps} steps is too short to search an lr (it needs {self.MIN_STEPS}"
+                      f" or more): it holds {type(self.optimizer).__name__}'s default lr {lr:g}, then decays it",
+                      stacklevel=3)  # fmt: skip
+        self._set_lr(lr)
+        self.best_lr = lr
+        self._start_annealing(lr, "too short to search")
+        self.events[-1]["event"] = "too short to search"
+        self.expected_lr = lr
+
     def remove(self) -> None:
         """Detach the annealer from the optimizer."""
         if self.anneal is not None:
@@ -387,9 +428,15 @@ class AutoLR:
         "best_step",
         "recent",
         "average_count",
+        "pending",
     )
 
-    OLDER = {"best_step": 0, "recent": [], "average_count": 0}  # keys absent from older states (others: None)
+    OLDER = {
+        "best_step": 0,
+        "recent": [],
+        "average_count": 0,
+        "pending": 0,
+    }  # keys absent from older states (others: None)
 
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in self.STATE}

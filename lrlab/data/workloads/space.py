@@ -59,7 +59,8 @@ NOISE = {"moons": (0.1, 0.2, 0.3), "friedman": (0.5, 1.0, 2.0)}
 GRID_POINTS = 7
 MIN_STEPS, MAX_STEPS = 60, 1500
 # examples (sequences for text) one draw may train on, by model family: about 30 s on a core at the most
-MAX_EXAMPLES = {"mlp": 400_000, "cnn": 60_000, "resnet": 20_000, "transformer": 8_000}
+MAX_EXAMPLES = {"mlp": 400_000, "cnn": 60_000, "resnet": 10_000, "transformer": 8_000}
+WIDTHS = {"mlp": (32, 64, 128, 256), "cnn": (8, 16, 32), "resnet": (8, 16), "transformer": (32, 64)}
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def draw(space_seed: int, index: int) -> Draw:
     n_train = rng.choice(N_TRAIN[data])
     model = rng.choice(MODELS[kind])
     depth = rng.choice((1, 2) if model == "transformer" else (1, 2, 3, 4) if model == "mlp" else (2, 3))
-    width = rng.choice((32, 64) if model == "transformer" else (32, 64, 128, 256) if model == "mlp" else (8, 16, 32))
+    width = rng.choice(WIDTHS[model])
     activation = rng.choice(sorted(ACTIVATIONS)) if model == "mlp" else "relu"
     norm = rng.choice(("none", "batch", "layer") if model == "mlp" else ("none", "batch"))
     norm = {"transformer": "layer", "resnet": "batch"}.get(model, norm)  # lrlab's ResNet always normalizes

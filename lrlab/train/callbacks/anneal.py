@@ -190,12 +190,13 @@ class AutoLRCB(Callback):
 
     def summary(self) -> dict:
         """What AutoLR did, for a run folder: where it started, the lr its search found, every event."""
-        found = next((e for e in self.events if e["event"] == "search done"), None)
+        found = next((e for e in self.events if e["event"] in ("search done", "too short to search")), None)
         history = self.autolr.history["lr"] if self.autolr is not None else []
         return {
             "start_lr": history[0] if history else None,
             "found_lr": found["lr"] if found else None,
             "search_steps": found["step"] if found else None,
+            "searched": found is not None and found["event"] == "search done",
             "restores": self.autolr.restores if self.autolr is not None else 0,
             "restored_best_validation": self.restored,
             "settings": {"budget": self.budget, "average": self.average, "keep_best": self.keep_best, **self.settings},
