@@ -117,3 +117,15 @@ def test_fit_refuses_a_schedule_that_fails_when_stepped_before_any_data_or_folde
     err = capsys.readouterr().err
     assert err.startswith(f"lrlab: error: --sched {args[1]} with --sched-arg") and said in err, err
     assert err.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+def test_one_version_from_one_place():
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    import lrlab
+
+    assert importlib.metadata.version("lrlab") == lrlab.__version__
+    done = subprocess.run([sys.executable, "-m", "lrlab", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"lrlab {lrlab.__version__}"

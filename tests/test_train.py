@@ -103,6 +103,16 @@ def test_lrlab_fit_auto_needs_no_lr_and_records_its_decisions(data_dir, tmp_path
     assert f"found lr {record['found_lr']:.3g}" in out and "AutoLR (search from lr 0.0001)" in out
 
 
+def test_a_short_lrlab_fit_auto_holds_the_optimizers_default_and_says_so(data_dir, tmp_path, capsys):
+    """20 steps are too short to search: AutoLR once set lr 2.5e-05 there and ended at chance (0.1177)."""
+    args = ["fit", "--auto", "--epochs", "1", "--n-train", "5000", "--no-progress", "--data-dir", str(data_dir)]
+    assert main([*args, "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "AutoLR: the run is too short to search an lr (under 50 steps): held the optimizer's default lr 0.001" in out
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["autolr"]["found_lr"] == 1e-3 and summary["test_accuracy"] >= 0.6, out  # 0.6717 here
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

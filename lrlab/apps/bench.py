@@ -13,13 +13,9 @@ scheduler can run on other machines; copying their OUT/runs together and running
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import multiprocessing
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +26,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from lrlab.apps.peers import PEERS, peer_cbs, peer_opt_func
+from lrlab.apps.pool import parallel, torch_threads
 from lrlab.data.workloads import Workload, get_workload, workload_names
 from lrlab.files import atomic_write_text
 from lrlab.optim.registry import lesson_opt_func, lrfree_opt_func, named_opt_func
@@ -357,43 +354,6 @@ def keyed_run(runner: Callable[..., dict], epochs: int | None, job: tuple[str, s
     """One run of the grid, (workload, config, seed), through `runner`; returns (job, its record)."""
     workload, config, seed = job
     return job, runner(get_workload(workload), parse_config(config), seed, epochs)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """torch's intra-op threads set to `threads` for the block (None: left as they are)."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _start_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the pool
-    if sys.platform == "linux":  # a parent killed outright (SIGKILL) takes its workers with it
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@contextlib.contextmanager
-def parallel(jobs: int, threads: int):
-    """A pool of `jobs` fresh processes (spawned: no state shared with this one), each with `threads` torch
-    threads. Leaving the block early (an error, Ctrl-C, SIGTERM) terminates them: the runs in progress are
-    lost, never half-written, and a rerun does them again."""
-    pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_start_worker, initargs=(threads,))
-    try:
-        yield pool
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
 
 
 RESULT_KEYS = ("workload", "config", "seed", "final", "diverged")

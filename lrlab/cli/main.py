@@ -365,7 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The `lrlab` command and its subcommands."""
     from lrlab.optim.registry import OPTIMIZERS
 
+    from lrlab import __version__
+
     parser = OneLineErrors(prog="lrlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lrlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_fit_parser(sub)
 

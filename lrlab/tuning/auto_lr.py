@@ -113,7 +113,7 @@ class AutoLR:
         decay: float = 0.5,
         average: float | None = None,
     ) -> None:
-        for name, value, low in (("grow", grow, 1.0), ("margin", margin, 1.0), ("spike", spike, 1.0),
+        for name, value, low in (("grow", grow, 1.0), ("margin", margin, 0.0), ("spike", spike, 1.0),
                                  ("factor", factor, 1.0), ("rise", rise, 0.0)):  # fmt: skip
             if not value > low:
                 raise ValueError(f"{name} must be > {low:g}, got {value!r}")
