@@ -363,9 +363,8 @@ def add_lab_and_grid_parsers(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `lrlab` command and its subcommands."""
-    from lrlab.optim.registry import OPTIMIZERS
-
     from lrlab import __version__
+    from lrlab.optim.registry import OPTIMIZERS
 
     parser = OneLineErrors(prog="lrlab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lrlab {__version__}")
