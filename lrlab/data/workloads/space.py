@@ -59,7 +59,7 @@ NOISE = {"moons": (0.1, 0.2, 0.3), "friedman": (0.5, 1.0, 2.0)}
 GRID_POINTS = 7
 MIN_STEPS, MAX_STEPS = 60, 1500
 # examples (sequences for text) one draw may train on, by model family: about 30 s on a core at the most
-MAX_EXAMPLES = {"mlp": 400_000, "cnn": 60_000, "resnet": 10_000, "transformer": 8_000}
+MAX_EXAMPLES = {"mlp": 400_000, "cnn": 40_000, "resnet": 6_000, "transformer": 6_000}
 WIDTHS = {"mlp": (32, 64, 128, 256), "cnn": (8, 16, 32), "resnet": (8, 16), "transformer": (32, 64)}
 
 
@@ -136,7 +136,8 @@ def draw(space_seed: int, index: int) -> Draw:
     impls, decays, _ = OPTIMIZERS[optimizer]
     impl, weight_decay = rng.choice(impls), rng.choice(decays)
     nesterov = optimizer == "sgd" and impl == "torch" and rng.random() < 0.5
-    batch_size = min(rng.choice((16, 32, 64, 128, 256)), max(8, n_train // 4))
+    batches = (16, 32, 64) if model == "transformer" else (16, 32, 64, 128, 256)  # 64 characters a sequence
+    batch_size = min(rng.choice(batches), max(8, n_train // 4))
     epochs = rng.choice((3, 5, 10, 20, 40))
     per_epoch = -(-n_train // batch_size)
     epochs = min(epochs, max(1, MAX_STEPS // per_epoch), max(1, MAX_EXAMPLES[model] // n_train))
