@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 from lrlab.apps.bench import load_runs
-from lrlab.apps.space import AUTOLR, report, results
+from lrlab.apps.space import AUTOLR, by_config, report, results, workload_row
 
 
 def margin_study(folders: list[str]) -> str:
-    """Per margin: workloads at or above tuned one-cycle, and first among the single-run methods."""
+    """Per margin: workloads at or above tuned one-cycle, first among the single-run methods, runs below trivial."""
     lines = ["| margin | at or above tuned one-cycle | first among single-run | runs below trivial |",
              "|---|---|---|---|"]  # fmt: skip
     datasets = []
@@ -31,19 +31,18 @@ def margin_study(folders: list[str]) -> str:
         runs = load_runs(folder)
         names = sorted({r["workload"] for r in runs}, key=lambda n: tuple(map(int, n[5:].split("-"))))
         datasets.append(results(runs, names))
-    margins = sorted({r["config"] for data in datasets for r in data["runs"] if r["config"].startswith("autolr_m")})
+    margins = sorted({r["config"] for data in datasets for r in data["runs"] if r["config"].startswith("autolr_m")},
+                     key=lambda c: float(c.split("@")[1]))  # fmt: skip
     for margin in margins:
-        above = first = below = n = 0
+        rows = []
         for data in datasets:
             runs = [{**r, "config": AUTOLR} if r["config"] == margin else r for r in data["runs"]
                     if r["config"] != AUTOLR]  # fmt: skip
-            md = report({**data, "runs": runs}, "margin")
-            counts = [line for line in md.splitlines() if line.startswith("- **")]
-            first += int(counts[0].split(": ")[1].split(" of ")[0])
-            above += int(counts[1].split(": ")[1].split(" of ")[0])
-            below += int(counts[2].split(": ")[1].split(" of ")[0])
-            n += int(counts[1].split(" of ")[1].split(" ")[0])
-        lines.append(f"| {margin.split('@')[1]} | {above} of {n} | {first} of {n} | {below} |")
+            rows += [workload_row(n, info, by_config(runs, n)) for n, info in data["workloads"].items()]
+        rows = [r for r in rows if r["seeds"]]
+        above, first = sum(r["vs_tuned"] for r in rows), sum(r["first"] for r in rows)
+        below = sum(len(r["below_trivial"]) for r in rows)
+        lines.append(f"| {margin.split('@')[1]} | {above} of {len(rows)} | {first} of {len(rows)} | {below} |")
     return "\n".join(lines)
 
 

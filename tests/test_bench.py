@@ -167,6 +167,15 @@ def test_killed_midway_the_rerun_finishes_without_redoing_runs_and_the_report_is
     assert "counted at evaluations every k steps on a fixed validation subset, at least 25 a run;" in report
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html and "http" not in html.split("<body>")[1]
+    # the runs committed as compact JSON rebuild the same report, with no training
+    script, saved = [sys.executable, "benchmarks/suite_report.py"], tmp_path / "suite-runs.json"
+    first = subprocess.run([*script, str(tmp_path), "--out", str(tmp_path / "a"), "--save-json", str(saved)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run([*script, str(saved), "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert "lrs" not in json.loads(saved.read_text())["runs"][0]
+    assert (tmp_path / "a" / "suite.md").read_text() == (tmp_path / "b" / "suite.md").read_text()
 
 
 def test_bench_refuses_bad_input_in_one_line(tmp_path):
