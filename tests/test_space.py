@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lrlab.apps.bench import opt_func_for, parse_config, run_one, workload_opt_func
-from lrlab.apps.space import AUTOLR, SINGLE_RUN, base_jobs, compact, edge_jobs, grid_config, report
+from lrlab.apps.space import AUTOLR, SINGLE_RUN, base_jobs, close_jobs, compact, edge_jobs, grid_config, report
 from lrlab.data.workloads import get_workload
 from lrlab.data.workloads.space import (
     DATA,
@@ -131,6 +131,17 @@ def test_the_grid_grows_past_the_edge_where_its_best_lies():
     assert edge_jobs(middle, [name], 1) == []
     low = [fake(name, grid_config(lr), 0, 0.9 if k == 0 else 0.5) for k, lr in enumerate(grid)]
     assert edge_jobs(low, [name], 1) == [(name, grid_config(grid[0] / 2), 0)]
+
+
+def test_entrants_within_a_point_of_autolr_get_five_seeds():
+    name = f"space{CHEAP}-0"
+    grid = draw(CHEAP, 0).lr_grid()
+    runs = [fake(name, AUTOLR, s, v) for s, v in enumerate((0.80, 0.81))]
+    runs += [fake(name, "dog@1", s, 0.805) for s in range(2)] + [fake(name, "prodigy_sf@1", s, 0.6) for s in range(2)]
+    runs += [fake(name, grid_config(lr), s, 0.5) for lr in grid for s in range(2)]
+    assert close_jobs(runs, [name]) == [(name, c, s) for c in (AUTOLR, "dog@1") for s in range(5)]
+    far = [r if r["config"] != "dog@1" else {**r, "final": 0.79} for r in runs]  # 1.5 points behind: not close
+    assert close_jobs(far, [name]) == []
 
 
 def test_the_report_counts_wins_and_runs_below_the_trivial_predictor():

@@ -27,6 +27,7 @@ from lrlab.data.workloads.space import draw, parse_name, sample
 AUTOLR = "autolr_avg@1e-3"
 SINGLE_RUN = ("onecycle@find", *(f"{family}@{setting}" for family, (setting, _) in PEERS.items()))
 EXTEND = 2
+CLOSE, CLOSE_SEEDS = 0.01, 5  # within a point of accuracy (2% of a loss), two entrants get 5 seeds
 
 
 def grid_config(lr: float) -> str:
@@ -90,30 +91,58 @@ def edge_jobs(records: Sequence[dict], names: Sequence[str], seeds: int) -> list
     return jobs
 
 
+def close_jobs(records: Sequence[dict], names: Sequence[str], seeds: int = CLOSE_SEEDS) -> list[tuple[str, str, int]]:
+    """Seeds up to `seeds` for AutoLR and the entrant it is compared with (the best single-run peer, the best
+    grid point), wherever the two are within CLOSE of each other: there two or three seeds cannot tell."""
+    jobs = []
+    for name in names:
+        configs, higher = by_config(records, name), get_workload(name).higher_is_better
+        auto = _mean(configs.get(AUTOLR, []))
+        rivals = [
+            best(configs, SINGLE_RUN, higher),
+            best(configs, [grid_config(lr) for lr in grid_lrs(configs)], higher),
+        ]
+        for config, value in rivals:
+            if config is None or not (math.isfinite(auto) and math.isfinite(value)):
+                continue
+            close = abs(auto - value) <= (CLOSE if get_workload(name).metric == "accuracy" else CLOSE * 2 * abs(value))
+            if close:
+                jobs += [(name, c, seed) for c in (AUTOLR, config) for seed in range(seeds)]
+    return list(dict.fromkeys(jobs))
+
+
 def run_space(out: str | Path, n: int, space_seed: int, seeds: int, shard: tuple[int, int] = (1, 1),
               log: Callable[[str], None] = print, **run) -> list[dict]:  # fmt: skip
-    """Run the field on n draws of a space (this shard's part), growing the grids past their edges.
+    """Run the field on n draws of a space, grow the grids past their edges, and give close comparisons
+    CLOSE_SEEDS seeds. With a shard (i/n), only its part of the first grid: the growth and the added seeds need
+    every run of a workload, so a later run without --shard (skipping what is done) does them.
 
     Args:
         **run: run_jobs's keywords (jobs, threads, executor, address, runner, epochs).
 
     Returns:
-        The result records of this shard's runs."""
+        The result records of the runs done or found."""
     from lrlab.apps.bench import read_result
 
     names = [d.name for d in sample(n, space_seed)]
     for d in sample(n, space_seed):
         log(f"{d.name}: {d.describe()}")
     jobs = shard_of(base_jobs(names, seeds), shard)
-    for _ in range(2 * EXTEND + 1):
+    paths = run_jobs(out, jobs, log=log, **run)
+    records = [r for r in (read_result(p) for p in paths) if r is not None]
+    if shard != (1, 1):
+        log("the grids grow past their edges, and close comparisons get more seeds, in a run without --shard")
+        return records
+    for grow in [True] * (2 * EXTEND) + [False] * 2:  # the grids first, then the seeds of close comparisons
+        found = edge_jobs(records, names, seeds) if grow else close_jobs(records, names)
+        why = "past a grid's edge" if grow else "for close comparisons"
+        more = [j for j in found if j not in set(jobs)]
+        if not more:
+            continue
+        log(f"{len(more)} runs {why}")
+        jobs += more
         paths = run_jobs(out, jobs, log=log, **run)
         records = [r for r in (read_result(p) for p in paths) if r is not None]
-        more = [j for j in edge_jobs(records, names, seeds) if j not in set(jobs)]
-        more = shard_of(more, shard) if shard != (1, 1) else more
-        if not more:
-            return records
-        log(f"{len(more)} runs past a grid's edge")
-        jobs += more
     return records
 
 
