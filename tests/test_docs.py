@@ -76,7 +76,7 @@ def test_the_tools_for_any_loop_are_in_the_api_reference(site):
 
 def test_the_guide_pages_and_results_are_built(site):
     for page in ("guide/command-line", "guide/autolr", "guide/optimizers", "architecture", "changelog",
-                 "results/suite", "results/auto-anneal"):  # fmt: skip
+                 "results/suite", "results/auto-anneal", "results/space"):  # fmt: skip
         assert (site / page / "index.html").stat().st_size > 5_000, page
 
 

@@ -202,3 +202,23 @@ def test_lrlab_bench_sample_runs_the_field_and_writes_the_report(tmp_path):
     bad = subprocess.run([*cmd, "--configs", "autolr@1e-3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "leave out --workloads and --configs" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_algoperfs_schedule_warms_up_over_two_percent_then_cosines_to_zero():
+    from lrlab.apps.peers import ALGOPERF, warmup_cosine
+
+    factor = warmup_cosine(1000, ALGOPERF["warmup"])
+    assert [factor(s) for s in (0, 9, 19)] == [pytest.approx(1 / 20), pytest.approx(0.5), 1.0]
+    assert factor(20 + 490) == pytest.approx(0.5) and factor(999) == pytest.approx(0.0, abs=1e-4)
+    opt = opt_func_for(parse_config("algoperf@0.001749"), 1000)([torch.nn.Parameter(torch.zeros(2))], lr=ALGOPERF["lr"])
+    assert type(opt) is torch.optim.NAdam and opt.defaults["decoupled_weight_decay"] is True
+    assert opt.defaults["betas"] == pytest.approx((0.93266, 0.99552), abs=1e-5)
+
+
+def test_the_committed_space_report_is_rebuilt_from_its_committed_runs():
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    data = json.loads((results / "space-seed3.json").read_text())
+    assert len(data["workloads"]) >= 40 and data["space_seed"] == 3
+    assert (results / "space.md").read_text() == report(data, "AutoLR on sampled workloads", data["notes"])
