@@ -145,10 +145,8 @@ def opt_func_for(config: BenchConfig, n_steps: int, workload: Workload | None = 
     base = lesson_opt_func("adam") if workload is None else workload_opt_func(workload)
     if config.family in PEERS:
         return peer_opt_func(config.family, base, n_steps)
-    if config.family in ("prodigy", "dadapt"):
+    if config.family in ("prodigy", "dadapt"):  # (Schedule-Free is a peer: its opt_func is lrlab.apps.peers')
         return lrfree_opt_func(config.family)  # the setting is their lr: a multiplier of the step they estimate
-    if config.family == "schedulefree":
-        return lrfree_opt_func("schedulefree", warmup_steps=max(1, n_steps // 20))
     return base
 
 

@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lrlab.apps.bench import run_jobs, shard_of
+from lrlab.apps.bench import read_result, run_jobs, shard_of
 from lrlab.apps.peers import PEERS
 from lrlab.data.workloads import METRICS, get_workload
 from lrlab.data.workloads.space import draw, parse_name, sample
@@ -77,12 +77,12 @@ def edge_jobs(records: Sequence[dict], names: Sequence[str], seeds: int) -> list
     """One more grid point past each edge where the best one-cycle sits, within EXTEND points of the grid."""
     jobs = []
     for name in names:
-        configs, higher = by_config(records, name), get_workload(name).higher_is_better
+        workload, configs = get_workload(name), by_config(records, name)
         lrs = grid_lrs(configs)
         if not lrs:
             continue
-        winner, _ = best(configs, [grid_config(lr) for lr in lrs], higher)
-        base = get_workload(name).lr_grid
+        winner, _ = best(configs, [grid_config(lr) for lr in lrs], workload.higher_is_better)
+        base = workload.lr_grid
         lr = float(winner.split("@")[1]) if winner else math.nan
         for edge, step, limit in ((lrs[0], 0.5, base[0] / 2**EXTEND), (lrs[-1], 2.0, base[-1] * 2**EXTEND)):
             nxt = edge * step
@@ -96,8 +96,8 @@ def close_jobs(records: Sequence[dict], names: Sequence[str], seeds: int = CLOSE
     grid point), wherever the two are within CLOSE of each other: there two or three seeds cannot tell."""
     jobs = []
     for name in names:
-        configs, higher = by_config(records, name), get_workload(name).higher_is_better
-        auto = _mean(configs.get(AUTOLR, []))
+        workload, configs = get_workload(name), by_config(records, name)
+        higher, auto = workload.higher_is_better, _mean(configs.get(AUTOLR, []))
         rivals = [
             best(configs, SINGLE_RUN, higher),
             best(configs, [grid_config(lr) for lr in grid_lrs(configs)], higher),
@@ -105,7 +105,7 @@ def close_jobs(records: Sequence[dict], names: Sequence[str], seeds: int = CLOSE
         for config, value in rivals:
             if config is None or not (math.isfinite(auto) and math.isfinite(value)):
                 continue
-            close = abs(auto - value) <= (CLOSE if get_workload(name).metric == "accuracy" else CLOSE * 2 * abs(value))
+            close = abs(auto - value) <= (CLOSE if workload.metric == "accuracy" else CLOSE * 2 * abs(value))
             if close:
                 jobs += [(name, c, seed) for c in (AUTOLR, config) for seed in range(seeds)]
     return list(dict.fromkeys(jobs))
@@ -122,10 +122,9 @@ def run_space(out: str | Path, n: int, space_seed: int, seeds: int, shard: tuple
 
     Returns:
         The result records of the runs done or found."""
-    from lrlab.apps.bench import read_result
-
-    names = [d.name for d in sample(n, space_seed)]
-    for d in sample(n, space_seed):
+    draws = sample(n, space_seed)
+    names = [d.name for d in draws]
+    for d in draws:
         log(f"{d.name}: {d.describe()}")
     jobs = shard_of(base_jobs(names, seeds), shard)
     paths = run_jobs(out, jobs, log=log, **run)
@@ -136,7 +135,8 @@ def run_space(out: str | Path, n: int, space_seed: int, seeds: int, shard: tuple
     for grow in [True] * (2 * EXTEND) + [False] * 2:  # the grids first, then the seeds of close comparisons
         found = edge_jobs(records, names, seeds) if grow else close_jobs(records, names)
         why = "past a grid's edge" if grow else "for close comparisons"
-        more = [j for j in found if j not in set(jobs)]
+        queued = set(jobs)
+        more = [j for j in found if j not in queued]
         if not more:
             continue
         log(f"{len(more)} runs {why}")
@@ -196,11 +196,8 @@ def workload_row(name: str, info: dict, configs: dict[str, list[dict]]) -> dict:
     tuned_lr = float(tuned.split("@")[1]) if tuned else math.nan
     edge = bool(lrs) and (math.isclose(tuned_lr, lrs[0]) or math.isclose(tuned_lr, lrs[-1]))
     auto_runs = configs.get(AUTOLR, [])
-    below = [
-        r["seed"]
-        for r in auto_runs
-        if r["final"] is None or r["final"] == info["trivial"] or not _at_or_above(higher, r["final"], info["trivial"])
-    ]  # not better than the trivial predictor
+    # not strictly better than the trivial predictor (or diverged)
+    below = [r["seed"] for r in auto_runs if r["final"] is None or _at_or_above(higher, info["trivial"], r["final"])]
     rank = 1 + sum(1 for c in SINGLE_RUN if c in configs and not _at_or_above(higher, auto, _mean(configs[c])))
     return {"name": name, "metric": metric, "auto": auto, "peer": peer, "peer_value": peer_value, "tuned_lr": tuned_lr,
             "tuned_value": tuned_value, "edge": edge, "grid": len(lrs), "below_trivial": below, "rank": rank,
@@ -212,7 +209,8 @@ def workload_row(name: str, info: dict, configs: dict[str, list[dict]]) -> dict:
 def report(data: dict, title: str, notes: str = "") -> str:
     """The space report (markdown) from `results`'s dictionary alone."""
     runs = data["runs"]
-    rows = [workload_row(n, info, by_config(runs, n)) for n, info in data["workloads"].items()]
+    configs = {name: by_config(runs, name) for name in data["workloads"]}
+    rows = [workload_row(n, info, configs[n]) for n, info in data["workloads"].items()]
     rows = [r for r in rows if r["seeds"]]
     n = len(rows)
     first, above = sum(r["first"] for r in rows), sum(r["vs_tuned"] for r in rows)
@@ -228,7 +226,7 @@ def report(data: dict, title: str, notes: str = "") -> str:
     for config in SINGLE_RUN:
         family = config.split("@")[0]
         about = PEERS[family][1] if family in PEERS else "lr_find's suggestion, one-cycle, the workload's optimizer"
-        wins = sum(_at_or_above(METRICS[r["metric"]], r["auto"], _mean(by_config(runs, r["name"]).get(config, [])))
+        wins = sum(_at_or_above(METRICS[r["metric"]], r["auto"], _mean(configs[r["name"]].get(config, [])))
                    for r in rows)  # fmt: skip
         lines.append(f"| `{config}` | {about} | {wins} of {n} |")
     lines += ["", "| workload | what it is | metric | trivial | AutoLR | AutoLR's lr (restores) | best single-run "

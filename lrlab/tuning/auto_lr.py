@@ -349,8 +349,8 @@ class AutoLR:
         self._restore(lr)
         self._start_annealing(lr, why)
 
-    def _start_annealing(self, lr: float, why: str) -> None:
-        self.events.append({"step": self.step_count, "event": "search done", "why": why, "best_lr": self.best_lr,
+    def _start_annealing(self, lr: float, why: str, event: str = "search done") -> None:
+        self.events.append({"step": self.step_count, "event": event, "why": why, "best_lr": self.best_lr,
                             "best_loss": self.best_loss, "best_step": self.best_step, "lr": lr,
                             "restored_to": self.snapshot["step"]})  # fmt: skip
         self.phase, self.recent = "anneal", []
@@ -371,8 +371,7 @@ class AutoLR:
                       stacklevel=3)  # fmt: skip
         self._set_lr(lr)
         self.best_lr = lr
-        self._start_annealing(lr, "too short to search")
-        self.events[-1]["event"] = "too short to search"
+        self._start_annealing(lr, "too short to search", event="too short to search")
         self.expected_lr = lr
 
     def remove(self) -> None:

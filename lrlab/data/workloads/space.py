@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -245,10 +245,16 @@ def _text(d: Draw) -> tuple[torch.Tensor, ...]:
     return x_train, y_train, x_valid[:1000], y_valid[:1000]
 
 
-def loaders(d: Draw, seed: int, batch_size: int) -> DataLoaders:
-    """The draw's data (fixed by the draw: its split, its generator's seed), training order seeded by `seed`."""
+@lru_cache(maxsize=4)  # a process trains one draw many times (configs x seeds): read, verify and split it once
+def tensors(d: Draw) -> tuple[torch.Tensor, ...]:
+    """The draw's (x_train, y_train, x_valid, y_valid), fixed by the draw: its split, its generator's seed."""
     build = {"image28": _images, "image8": _images, "sequence": _images, "text": _text}.get(d.kind, _tabular)
-    return DataLoaders.from_tensors(*build(d), batch_size, seed=seed)
+    return build(d)
+
+
+def loaders(d: Draw, seed: int, batch_size: int) -> DataLoaders:
+    """The draw's data (`tensors`), training order seeded by `seed`."""
+    return DataLoaders.from_tensors(*tensors(d), batch_size, seed=seed)
 
 
 SHAPES = {"image28": (1, 28, 28), "image8": (1, 8, 8), "sequence": (1, 40)}
